@@ -74,3 +74,50 @@ def col2im(cols, x_shape, kernel_size, stride, padding):
     if PH == 0 and PW == 0:
         return dx_pad
     return dx_pad[:, :, PH:PH + H, PW:PW + W]
+
+
+# ---------------------------------------------------------------------------
+# The layout the Conv2d layer uses: images side by side in the columns.
+#
+# ``im2col`` above gives each image its own (C*KH*KW, OH*OW) matrix, so a
+# batch costs N small matrix products. Putting the channel axis first,
+# (C, N, H, W), lets the columns of all images sit side by side:
+#
+#     cols: (C*KH*KW, N*OH*OW)      out = W_mat @ cols:  (F, N*OH*OW)
+#
+# one large product, the shape BLAS is fastest at. The rows are the same as
+# im2col's; only the columns are ordered (image, oh, ow). Conv2d calls these
+# on a few images at a time, so that ``cols`` (KH*KW times the size of its
+# images) stays in the processor's cache instead of streaming through memory.
+# ---------------------------------------------------------------------------
+
+
+def im2col_cf(x_pad, kernel_size, stride, out_size, cols=None):
+    """Padded channels-first (C, B, Hp, Wp) -> cols (C*KH*KW, B*OH*OW).
+
+    ``cols``, if given, is a buffer of that shape to fill (reused between calls).
+    """
+    xp = get_array_module(x_pad)
+    C, B = x_pad.shape[:2]
+    (KH, KW), (SH, SW), (OH, OW) = kernel_size, stride, out_size
+    if cols is None:
+        cols = xp.empty((C * KH * KW, B * OH * OW), dtype=x_pad.dtype)
+    taps = cols.reshape(C, KH, KW, B, OH, OW)
+    for i in range(KH):
+        for j in range(KW):
+            taps[:, i, j] = x_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW]
+    return cols
+
+
+def col2im_cf(dcols, dx_pad, kernel_size, stride, out_size):
+    """The adjoint of ``im2col_cf``: adds cols (C*KH*KW, B*OH*OW) into dx_pad (C, B, Hp, Wp).
+
+    ``dx_pad`` must start at zero; pixels under several windows collect the sum.
+    """
+    C, B = dx_pad.shape[:2]
+    (KH, KW), (SH, SW), (OH, OW) = kernel_size, stride, out_size
+    taps = dcols.reshape(C, KH, KW, B, OH, OW)
+    for i in range(KH):
+        for j in range(KW):
+            dx_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW] += taps[:, i, j]
+    return dx_pad
