@@ -7,7 +7,7 @@ from resnet_np import layers as L
 from resnet_np.gradcheck import rel_error
 from resnet_np.gradcheck import check_module
 from resnet_np.layers import conv as conv_module
-from resnet_np.layers.im2col import col2im, col2im_cf, im2col, im2col_cf, pad2d
+from resnet_np.layers.im2col import col2im, col2im_cf, conv_grid_width, im2col, im2col_cf
 
 
 def randn(*shape, seed=0):
@@ -59,10 +59,14 @@ def test_channels_first_im2col_has_the_same_rows(k, s, p):
     N, R, P = cols.shape
     OH = L.conv_output_size(7, k[0], s[0], p[0])
     OW = L.conv_output_size(6, k[1], s[1], p[1])
-    cols_cf = im2col_cf(pad2d(x, *p).transpose(1, 0, 2, 3), k, s, (OH, OW))
+    x_pad = np.pad(x.transpose(1, 0, 2, 3), ((0, 0), (0, 0), (p[0], p[0] + 1), (p[1], p[1])))
+    GW = conv_grid_width(6, k[1], s, p[1])
+    cols_cf = im2col_cf(x_pad, k, s, (OH, GW)).reshape(R, N, OH, GW)[..., :OW].reshape(R, N * P)
     np.testing.assert_array_equal(cols_cf, cols.transpose(1, 0, 2).reshape(R, N * P))
     c = randn(R, N * P, seed=1)
-    dx_pad = col2im_cf(c, np.zeros((2, 3, 7 + 2 * p[0], 6 + 2 * p[1])), k, s, (OH, OW))
+    c_grid = np.zeros((R, N, OH, GW))      # the junk columns of the wide grid get a zero gradient
+    c_grid[..., :OW] = c.reshape(R, N, OH, OW)
+    dx_pad = col2im_cf(c_grid.reshape(R, -1), np.zeros(x_pad.shape), k, s, (OH, GW))
     expected = col2im(c.reshape(R, N, P).transpose(1, 0, 2), x.shape, k, s, p)
     np.testing.assert_allclose(dx_pad[:, :, p[0]:p[0] + 7, p[1]:p[1] + 6].transpose(1, 0, 2, 3), expected,
                                rtol=1e-13, atol=1e-13)
@@ -71,12 +75,13 @@ def test_channels_first_im2col_has_the_same_rows(k, s, p):
 @pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (1, 2, 0)])
 def test_conv2d_in_several_chunks_of_images(monkeypatch, k, s, p):
     """A budget of about two images per chunk: 7 images make 4 chunks, the last one short."""
-    per_image = 3 * k * k * L.conv_output_size(6, k, s, p) ** 2 * 8
+    positions = L.conv_output_size(6, k, s, p) * conv_grid_width(6, k, (s, s), p)
+    per_image = 3 * k * k * positions * 8
     monkeypatch.setattr(conv_module, "CPU_CHUNK_BYTES", 2 * per_image)
     conv = L.Conv2d(3, 4, k, stride=s, padding=p).astype("float64")
     x = randn(7, 3, 6, 6)
     expected = L.conv2d_naive(x, conv.weight.data, conv.bias.data, stride=s, padding=p)
-    assert conv._images_per_chunk(np, 7, 8, L.conv_output_size(6, k, s, p) ** 2) == 2
+    assert conv._images_per_chunk(np, 7, 8, positions) == 2
     assert rel_error(conv(x), expected) < 1e-12
     check_module(conv, x)
 

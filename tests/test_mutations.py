@@ -28,9 +28,10 @@ class BatchNormDropMeanTerm(L.BatchNorm2d):
     """dx without the -sum(dx_hat) term (forgets that the mean depends on x)."""
 
     def backward(self, dout):
-        _, x_hat, inv_std = self._cache
+        _, x_centered, inv_std = self._cache
         super().backward(dout)
         C = dout.shape[1]
+        x_hat = x_centered * inv_std.reshape(1, C, 1, 1)
         M = dout.size // C
         dx_hat = dout * self.weight.data.reshape(1, C, 1, 1)
         return (M * dx_hat - x_hat * (dx_hat * x_hat).sum(axis=(0, 2, 3), keepdims=True)) \
@@ -41,9 +42,10 @@ class BatchNormDropVarianceTerm(L.BatchNorm2d):
     """dx without the -x_hat * sum(dx_hat * x_hat) term (forgets that the variance depends on x)."""
 
     def backward(self, dout):
-        _, x_hat, inv_std = self._cache
+        _, x_centered, inv_std = self._cache
         super().backward(dout)
         C = dout.shape[1]
+        x_hat = x_centered * inv_std.reshape(1, C, 1, 1)
         M = dout.size // C
         dx_hat = dout * self.weight.data.reshape(1, C, 1, 1)
         return (M * dx_hat - dx_hat.sum(axis=(0, 2, 3), keepdims=True)) * inv_std.reshape(1, C, 1, 1) / M
@@ -102,22 +104,22 @@ def test_conv_dweight_transposed_is_caught(broken_cls):
 
 
 def col2im_assign_instead_of_add(dcols, dx_pad, kernel_size, stride, out_size):
-    """The layer's col2im, overwriting where windows overlap instead of summing."""
+    """The layer's col2im (the strided form), overwriting where windows overlap instead of summing."""
     C, B = dx_pad.shape[:2]
-    (KH, KW), (SH, SW), (OH, OW) = kernel_size, stride, out_size
-    taps = dcols.reshape(C, KH, KW, B, OH, OW)
+    (KH, KW), (SH, SW), (OH, GW) = kernel_size, stride, out_size
+    taps = dcols.reshape(C, KH, KW, B, OH, GW)
     for i in range(KH):
         for j in range(KW):
-            dx_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW] = taps[:, i, j]
+            dx_pad[:, :, i:i + SH * OH:SH, j:j + SW * GW:SW] = taps[:, i, j]
     return dx_pad
 
 
 def test_col2im_that_does_not_sum_overlaps_is_caught(monkeypatch):
     x = randn(2, 2, 6, 6)
-    check_module(L.Conv2d(2, 3, 3, stride=1), x)
+    check_module(L.Conv2d(2, 3, 3, stride=2), x)
     monkeypatch.setattr(conv_module, "col2im_cf", col2im_assign_instead_of_add)
     with pytest.raises(GradcheckError, match="input"):
-        check_module(L.Conv2d(2, 3, 3, stride=1), x)
+        check_module(L.Conv2d(2, 3, 3, stride=2), x)
 
 
 class ConvForgetsBiasSum(L.Conv2d):

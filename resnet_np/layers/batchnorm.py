@@ -5,6 +5,19 @@ from ..checks import check_dim, check_dout, check_float_input, check_forward_don
 from ..module import Module, Parameter
 
 
+def channel_sum(a, b=None):
+    """Per-channel sum over N, H and W of ``a`` (or of ``a * b``, without building the product).
+
+    One pass of einsum over an (N, C, H*W) view: several times faster than
+    ``(a * b).sum(axis=(0, 2, 3))``, which first writes the whole product.
+    """
+    xp = get_array_module(a)
+    N, C = a.shape[:2]
+    if b is None:
+        return xp.einsum("ncp->c", a.reshape(N, C, -1))
+    return xp.einsum("ncp,ncp->c", a.reshape(N, C, -1), b.reshape(N, C, -1))
+
+
 class BatchNorm2d(Module):
     """Per-channel normalisation, then a learned scale ``weight`` and shift ``bias``.
 
@@ -51,23 +64,24 @@ class BatchNorm2d(Module):
         check_dim(self, x, 1, self.num_features, "channels")
         xp = get_array_module(x)
         N, C, H, W = x.shape
-        axes = (0, 2, 3)
+        M = N * H * W
         if self.training:
-            M = N * H * W
             if M < 2:
                 raise ValueError(f"{layer_name(self)}: train mode needs more than 1 value per channel, "
                                  f"got input shape {tuple(x.shape)}")
-            mean = x.mean(axis=axes)
+            mean = channel_sum(x) / M
             x_centered = x - mean.reshape(1, C, 1, 1)
-            var = (x_centered * x_centered).mean(axis=axes)
-            inv_std = 1.0 / xp.sqrt(var + self.eps)
-            x_hat = x_centered * inv_std.reshape(1, C, 1, 1)
+            var = channel_sum(x_centered, x_centered) / M
             self._update_running_stats(mean, var, M)
         else:
-            inv_std = 1.0 / xp.sqrt(self.running_var + self.eps)
-            x_hat = (x - self.running_mean.reshape(1, C, 1, 1)) * inv_std.reshape(1, C, 1, 1)
-        out = x_hat * self.weight.data.reshape(1, C, 1, 1) + self.bias.data.reshape(1, C, 1, 1)
-        self._cache = (self.training, x_hat, inv_std)
+            mean, var = self.running_mean, self.running_var
+            x_centered = x - mean.reshape(1, C, 1, 1)
+        inv_std = 1.0 / xp.sqrt(var + self.eps)
+        # weight * x_hat + bias with x_hat = x_centered * inv_std, folded into one
+        # scale per channel: a single pass over the data instead of three.
+        out = x_centered * (self.weight.data * inv_std).reshape(1, C, 1, 1)
+        out += self.bias.data.reshape(1, C, 1, 1)
+        self._cache = (self.training, x_centered, inv_std)
         return out
 
     def _update_running_stats(self, mean, var, M):
@@ -83,22 +97,20 @@ class BatchNorm2d(Module):
 
     def backward(self, dout):
         check_forward_done(self, self._cache)
-        trained, x_hat, inv_std = self._cache
-        check_dout(self, dout, x_hat.shape)
+        trained, x_centered, inv_std = self._cache
+        check_dout(self, dout, x_centered.shape)
         N, C, H, W = dout.shape
-        axes = (0, 2, 3)
-        dweight = (dout * x_hat).sum(axis=axes)
-        dbias = dout.sum(axis=axes)
-        gamma = self.weight.data
+        M = N * H * W
+        dbias = channel_sum(dout)
+        dweight = channel_sum(dout, x_centered) * inv_std          # sum(dout * x_hat)
+        scale = self.weight.data * inv_std                          # gamma / sqrt(var + eps)
         if trained:
-            M = N * H * W
-            dx_hat = dout * gamma.reshape(1, C, 1, 1)
-            # sum(dx_hat) = gamma * dbias and sum(dx_hat * x_hat) = gamma * dweight
-            dx = (M * dx_hat
-                  - (gamma * dbias).reshape(1, C, 1, 1)
-                  - x_hat * (gamma * dweight).reshape(1, C, 1, 1)) * (inv_std / M).reshape(1, C, 1, 1)
+            # dx = scale * (dout - sum(dout)/M - x_hat * sum(dout * x_hat)/M), with x_hat = x_centered * inv_std
+            dx = dout - (dbias / M).reshape(1, C, 1, 1)
+            dx -= x_centered * (inv_std * dweight / M).reshape(1, C, 1, 1)
+            dx *= scale.reshape(1, C, 1, 1)
         else:
-            dx = dout * (gamma * inv_std).reshape(1, C, 1, 1)
+            dx = dout * scale.reshape(1, C, 1, 1)
         if self.weight.requires_grad:
             self.weight.accumulate_grad(dweight)
         if self.bias.requires_grad:

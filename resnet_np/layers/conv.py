@@ -4,7 +4,7 @@ from .. import init
 from ..backend import get_array_module
 from ..checks import check_dim, check_dout, check_float_input, check_forward_done, layer_name, pair, positive_int
 from ..module import Module, Parameter
-from .im2col import col2im_cf, conv_output_size, im2col_cf, pad2d
+from .im2col import col2im_cf, conv_grid_width, conv_output_size, im2col_cf, pad2d
 
 
 def conv2d_naive(x, weight, bias=None, stride=1, padding=0):
@@ -90,22 +90,23 @@ class Conv2d(Module):
                 f"{H + 2 * PH}x{W + 2 * PW} (input {H}x{W}, padding {PH},{PW})"
             )
         OH, OW = conv_output_size(H, KH, SH, PH), conv_output_size(W, KW, SW, PW)
+        GW = conv_grid_width(W, KW, self.stride, PW)     # columns per output row in cols (see im2col.py)
         xp = get_array_module(x)
         F = self.out_channels
         w_mat = self.weight.data.reshape(F, -1)                             # (F, C*KH*KW)
-        B = self._images_per_chunk(xp, N, x.dtype.itemsize, OH * OW)
+        B = self._images_per_chunk(xp, N, x.dtype.itemsize, OH * GW)
 
         out = xp.empty((N, F, OH, OW), dtype=x.dtype)
-        x_pad = xp.zeros((C, B, H + 2 * PH, W + 2 * PW), dtype=x.dtype)  # borders stay zero
-        cols = xp.empty((C * KH * KW, B * OH * OW), dtype=x.dtype)
+        x_pad = xp.zeros((C, B, H + 2 * PH + 1, W + 2 * PW), dtype=x.dtype)  # borders stay zero
+        cols = xp.empty((C * KH * KW, B * OH * GW), dtype=x.dtype)
         for n0 in range(0, N, B):
             b = min(B, N - n0)
             x_pad[:, :b, PH:PH + H, PW:PW + W] = x[n0:n0 + b].transpose(1, 0, 2, 3)
-            cols_b = im2col_cf(x_pad[:, :b], self.kernel_size, self.stride, (OH, OW), cols[:, :b * OH * OW])
-            out_b = w_mat @ cols_b                                          # (F, b*OH*OW)
+            cols_b = im2col_cf(x_pad[:, :b], self.kernel_size, self.stride, (OH, GW), cols[:, :b * OH * GW])
+            out_b = (w_mat @ cols_b).reshape(F, b, OH, GW)[:, :, :, :OW]      # (F, b, OH, OW)
             if self.bias is not None:
-                out_b += self.bias.data.reshape(F, 1)
-            out[n0:n0 + b] = out_b.reshape(F, b, OH, OW).transpose(1, 0, 2, 3)
+                out_b += self.bias.data.reshape(F, 1, 1, 1)
+            out[n0:n0 + b] = out_b.transpose(1, 0, 2, 3)
         self._cache = (x, out.shape)
         return out
 
@@ -115,27 +116,30 @@ class Conv2d(Module):
         check_dout(self, dout, out_shape)
         xp = get_array_module(dout)
         N, C, H, W = x.shape
-        F, _, OH, OW = out_shape[1], None, out_shape[2], out_shape[3]
+        F, OH, OW = out_shape[1:]
         (KH, KW), (PH, PW) = self.kernel_size, self.padding
+        GW = conv_grid_width(W, KW, self.stride, PW)
         w_mat = self.weight.data.reshape(F, -1)
         need_dw = self.weight.requires_grad
-        B = self._images_per_chunk(xp, N, x.dtype.itemsize, OH * OW)
+        B = self._images_per_chunk(xp, N, x.dtype.itemsize, OH * GW)
 
         dx = xp.empty(x.shape, dtype=dout.dtype)
         dw_mat = xp.zeros(w_mat.shape, dtype=dout.dtype) if need_dw else None
-        x_pad = xp.zeros((C, B, H + 2 * PH, W + 2 * PW), dtype=x.dtype)
+        x_pad = xp.zeros((C, B, H + 2 * PH + 1, W + 2 * PW), dtype=x.dtype)
         dx_pad = xp.empty_like(x_pad)
-        cols = xp.empty((C * KH * KW, B * OH * OW), dtype=x.dtype)
+        d_grid = xp.zeros((F, B, OH, GW), dtype=dout.dtype)   # junk columns stay zero: they add nothing
+        cols = xp.empty((C * KH * KW, B * OH * GW), dtype=x.dtype)
         for n0 in range(0, N, B):
             b = min(B, N - n0)
-            d_b = dout[n0:n0 + b].transpose(1, 0, 2, 3).reshape(F, b * OH * OW)  # D's columns of these images
+            d_grid[:, :b, :, :OW] = dout[n0:n0 + b].transpose(1, 0, 2, 3)
+            d_b = d_grid[:, :b].reshape(F, b * OH * GW)                    # D's columns of these images
             if need_dw:  # cols again, from x: cheaper than having kept it since the forward pass
                 x_pad[:, :b, PH:PH + H, PW:PW + W] = x[n0:n0 + b].transpose(1, 0, 2, 3)
-                cols_b = im2col_cf(x_pad[:, :b], self.kernel_size, self.stride, (OH, OW), cols[:, :b * OH * OW])
+                cols_b = im2col_cf(x_pad[:, :b], self.kernel_size, self.stride, (OH, GW), cols[:, :b * OH * GW])
                 dw_mat += d_b @ cols_b.T
-            dcols = w_mat.T @ d_b                                           # (C*KH*KW, b*OH*OW)
+            dcols = w_mat.T @ d_b                                           # (C*KH*KW, b*OH*GW)
             dx_pad[:, :b] = 0
-            col2im_cf(dcols, dx_pad[:, :b], self.kernel_size, self.stride, (OH, OW))
+            col2im_cf(dcols, dx_pad[:, :b], self.kernel_size, self.stride, (OH, GW))
             dx[n0:n0 + b] = dx_pad[:, :b, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3)
         if need_dw:
             self.weight.accumulate_grad(dw_mat.reshape(self.weight.shape))

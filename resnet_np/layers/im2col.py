@@ -83,41 +83,75 @@ def col2im(cols, x_shape, kernel_size, stride, padding):
 # batch costs N small matrix products. Putting the channel axis first,
 # (C, N, H, W), lets the columns of all images sit side by side:
 #
-#     cols: (C*KH*KW, N*OH*OW)      out = W_mat @ cols:  (F, N*OH*OW)
+#     cols: (C*KH*KW, N*OH*GW)      out = W_mat @ cols:  (F, N*OH*GW)
 #
 # one large product, the shape BLAS is fastest at. The rows are the same as
-# im2col's; only the columns are ordered (image, oh, ow). Conv2d calls these
-# on a few images at a time, so that ``cols`` (KH*KW times the size of its
+# im2col's; the columns are ordered (image, oh, ow). Conv2d calls these on a
+# few images at a time, so that ``cols`` (KH*KW times the size of its
 # images) stays in the processor's cache instead of streaming through memory.
+#
+# GW, the number of columns per output row, is OW — except at stride 1,
+# where it is the padded width Wp. Then output position (oh, ow) under tap
+# (i, j) reads pixel (oh + i, ow + j): in the image flattened row by row,
+# that is index (i*Wp + j) + (oh*Wp + ow). So tap (i, j) of every position
+# of the wide (OH, Wp) grid is ONE contiguous run of the flattened image,
+# starting at i*Wp + j: the copy is a memcpy, not a strided gather. The
+# Wp - OW extra positions of each row straddle the right edge; their outputs
+# are junk, computed and dropped (their upstream gradient is set to zero).
+# The last run reads KW - 1 values past the image, so the padded buffer has
+# one spare row.
 # ---------------------------------------------------------------------------
 
 
+def conv_grid_width(W, kernel_w, stride, padding_w):
+    """GW: OW in general, the padded width W + 2*PW at stride 1 (see above)."""
+    if stride == (1, 1):
+        return W + 2 * padding_w
+    return conv_output_size(W, kernel_w, stride[1], padding_w)
+
+
 def im2col_cf(x_pad, kernel_size, stride, out_size, cols=None):
-    """Padded channels-first (C, B, Hp, Wp) -> cols (C*KH*KW, B*OH*OW).
+    """Padded channels-first (C, B, Hp + 1, Wp) -> cols (C*KH*KW, B*OH*GW); out_size is (OH, GW).
 
     ``cols``, if given, is a buffer of that shape to fill (reused between calls).
     """
     xp = get_array_module(x_pad)
-    C, B = x_pad.shape[:2]
-    (KH, KW), (SH, SW), (OH, OW) = kernel_size, stride, out_size
+    C, B, _, Wp = x_pad.shape
+    (KH, KW), (SH, SW), (OH, GW) = kernel_size, stride, out_size
     if cols is None:
-        cols = xp.empty((C * KH * KW, B * OH * OW), dtype=x_pad.dtype)
-    taps = cols.reshape(C, KH, KW, B, OH, OW)
-    for i in range(KH):
-        for j in range(KW):
-            taps[:, i, j] = x_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW]
+        cols = xp.empty((C * KH * KW, B * OH * GW), dtype=x_pad.dtype)
+    if stride == (1, 1):
+        flat = x_pad.reshape(C, B, -1)                      # each image one row of pixels
+        taps = cols.reshape(C, KH, KW, B, OH * GW)
+        for i in range(KH):
+            for j in range(KW):
+                start = i * Wp + j
+                taps[:, i, j] = flat[:, :, start:start + OH * GW]
+    else:
+        taps = cols.reshape(C, KH, KW, B, OH, GW)
+        for i in range(KH):
+            for j in range(KW):
+                taps[:, i, j] = x_pad[:, :, i:i + SH * OH:SH, j:j + SW * GW:SW]
     return cols
 
 
 def col2im_cf(dcols, dx_pad, kernel_size, stride, out_size):
-    """The adjoint of ``im2col_cf``: adds cols (C*KH*KW, B*OH*OW) into dx_pad (C, B, Hp, Wp).
+    """The adjoint of ``im2col_cf``: adds cols (C*KH*KW, B*OH*GW) into dx_pad (C, B, Hp + 1, Wp).
 
     ``dx_pad`` must start at zero; pixels under several windows collect the sum.
     """
-    C, B = dx_pad.shape[:2]
-    (KH, KW), (SH, SW), (OH, OW) = kernel_size, stride, out_size
-    taps = dcols.reshape(C, KH, KW, B, OH, OW)
-    for i in range(KH):
-        for j in range(KW):
-            dx_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW] += taps[:, i, j]
+    C, B, _, Wp = dx_pad.shape
+    (KH, KW), (SH, SW), (OH, GW) = kernel_size, stride, out_size
+    if stride == (1, 1):
+        flat = dx_pad.reshape(C, B, -1)
+        taps = dcols.reshape(C, KH, KW, B, OH * GW)
+        for i in range(KH):
+            for j in range(KW):
+                start = i * Wp + j
+                flat[:, :, start:start + OH * GW] += taps[:, i, j]
+    else:
+        taps = dcols.reshape(C, KH, KW, B, OH, GW)
+        for i in range(KH):
+            for j in range(KW):
+                dx_pad[:, :, i:i + SH * OH:SH, j:j + SW * GW:SW] += taps[:, i, j]
     return dx_pad
