@@ -62,13 +62,17 @@ class MaxPool2d(Module):
         x_pad = pad2d(x, PH, PW, value=-xp.inf)
 
         out = x_pad[:, :, 0:SH * OH:SH, 0:SW * OW:SW].copy()
-        argmax = xp.zeros((N, C, OH, OW), dtype=xp.uint8 if KH * KW < 256 else xp.int32)  # kernel offset of the max
+        index_dtype = xp.uint8 if KH * KW < 256 else xp.int32
+        argmax = xp.zeros((N, C, OH, OW), dtype=index_dtype)    # kernel offset of the max
+        better = xp.empty((N, C, OH, OW), dtype=bool)
         for k in range(1, KH * KW):
             i, j = divmod(k, KW)
             window = x_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW]
-            better = window > out   # strict: on a tie the earlier offset keeps the max
-            out = xp.where(better, window, out)
-            argmax[better] = k
+            xp.greater(window, out, out=better)   # strict: on a tie the earlier offset keeps the max
+            xp.maximum(out, window, out=out)
+            # argmax = where(better, k, argmax), without where's slow branching: every
+            # offset stored so far is below k, so a maximum does it.
+            xp.maximum(argmax, better.astype(index_dtype) * index_dtype(k), out=argmax)
         self._cache = (x.shape, argmax)
         return out
 
@@ -81,9 +85,11 @@ class MaxPool2d(Module):
         (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
         OH, OW = argmax.shape[2:]
         dx_pad = xp.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=dout.dtype)
+        won = xp.empty(argmax.shape, dtype=bool)
         for k in range(KH * KW):
             i, j = divmod(k, KW)
-            dx_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW] += xp.where(argmax == k, dout, 0)
+            xp.equal(argmax, k, out=won)
+            dx_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW] += dout * won
         return dx_pad[:, :, PH:PH + H, PW:PW + W]
 
     def kink_pattern(self):
