@@ -1,5 +1,6 @@
 """The rectified linear unit."""
 
+from ..backend import get_array_module
 from ..checks import check_array, check_dout, check_forward_done
 from ..module import Module
 
@@ -19,8 +20,8 @@ class ReLU(Module):
     def forward(self, x):
         self._cache = None
         check_array(self, x)
-        self._cache = mask = x > 0
-        return x * mask
+        self._cache = x > 0
+        return get_array_module(x).maximum(x, 0)
 
     def backward(self, dout):
         check_forward_done(self, self._cache)
