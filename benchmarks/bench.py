@@ -1,6 +1,6 @@
 """The benchmark suite: every layer and a whole ResNet-20 training step, beside PyTorch.
 
-    python benchmarks/bench.py [--backend numpy|cupy] [--repeat 5] [--quick]
+    python benchmarks/bench.py [--backend numpy|cupy] [--repeat 5] [--quick] [--threads N]
 
 For each layer at the shapes of ResNet-20 (batch 128, 32x32) and of
 ResNet-18 (batch 16, 224x224): forward and backward time, GFLOP/s and the
@@ -8,10 +8,12 @@ fraction of this machine's matrix-product peak (measured in the same run);
 then one full ResNet-20 training step (forward, loss, backward, SGD step) at
 batch 128 with its peak memory. Where torch is installed, the same rows in
 PyTorch on the same machine, with the ratio ours / PyTorch; both use the
-same number of threads. Medians of ``--repeat`` runs.
+same number of threads: all cores, or ``--threads N`` (which restarts the
+script with OMP_NUM_THREADS and OPENBLAS_NUM_THREADS set, since BLAS reads
+them only at start-up). Medians of ``--repeat`` runs.
 
 The table is printed and written, with the machine's description, to
-benchmarks/results/bench_<backend>.md.
+benchmarks/results/bench_<backend>.md (bench_<backend>_<N>threads.md with --threads).
 """
 
 import argparse
@@ -217,8 +219,13 @@ def main():
     parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small batches, for a smoke test")
+    parser.add_argument("--threads", type=int, default=None, help="threads for BLAS and PyTorch (default: all cores)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.threads and os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = str(args.threads)
+        os.execv(sys.executable, [sys.executable] + sys.argv)  # BLAS reads these only when it loads
     backend.use(args.backend)
     device = "cuda" if args.backend == "cupy" else "cpu"
     threads = None
@@ -265,7 +272,8 @@ def main():
     if mem is not None:
         lines.append(f"| peak NumPy memory of one step (MB) | {mem / 2**20:.0f} | - | |")
     text = "\n".join(lines) + "\n"
-    write_results(args.out or pathlib.Path(__file__).parent / "results" / f"bench_{args.backend}.md", text)
+    suffix = f"_{args.threads}threads" if args.threads else ""
+    write_results(args.out or pathlib.Path(__file__).parent / "results" / f"bench_{args.backend}{suffix}.md", text)
 
 
 if __name__ == "__main__":
