@@ -13,7 +13,26 @@ With all of that restored, a resumed run takes exactly the steps the
 uninterrupted run would have taken: the data loader's order depends only on
 its seed and the epoch number. The file is written atomically, like every
 model file, so the previous checkpoint survives a crash during the write.
+
+Loading refuses, with an error that names the file and says which problem
+it has: a missing file, a truncated or corrupted one, a model file without
+training state, a newer format version, another architecture (or another
+configuration of it: other keys or shapes), another optimizer, and weights
+of another dtype than the model to resume (casting float64 weights to
+float32 would quietly change the run, so it is refused, not done).
+
+Before anything is read from it, every entry of the archive is checked
+against the CRC-32 checksum the zip format stores for it. NumPy stops
+reading an entry where the entry's own header says the array ends, and the
+zip module compares the checksum only when an entry is read to its end: a
+damaged header (a shape, a dtype) would otherwise load as wrong numbers
+without any error.
 """
+
+import json
+import os
+import zipfile
+import zlib
 
 from . import backend
 from .models import weights
@@ -63,6 +82,10 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, backend_na
     scheduler gets its state back; a mismatch (another optimizer class, a
     different number of parameters) is a ValueError naming the file.
     """
+    path = os.fspath(path)
+    _check_archive(path)
+    if model is not None:
+        _check_dtype(path, model)
     model, meta, extras = weights.load_with_extras(path, model, backend_name)
     training = meta.get("training")
     if training is None:
@@ -91,9 +114,62 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, backend_na
     return Checkpoint(model, training["epoch"], training.get("history") or {}, training.get("config") or {}, meta)
 
 
+def _check_archive(path):
+    """A ValueError naming ``path`` unless every entry of the zip archive is intact.
+
+    Each entry is read to its end, which makes the zip module compare it with
+    its CRC-32 and its local header with the archive's directory. Names must
+    be unique: a damaged name that duplicates another would hide one entry.
+    """
+    if not os.path.isfile(path):
+        return  # weights.load_with_extras says that there is no such file
+    problem = None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if len(set(names)) != len(names):
+                problem = "two of its entries have the same name"
+            for info in archive.infolist():
+                with archive.open(info) as entry:
+                    while entry.read(1 << 20):
+                        pass
+    # A damaged zip directory can also claim an unknown compression method (NotImplementedError)
+    # or an encrypted entry (RuntimeError).
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
+        problem = str(e)
+    if problem is not None:
+        raise ValueError(f"{path} is not a resnet_np checkpoint (truncated or corrupted?): {problem}")
+
+
+def _saved_meta(path):
+    """The JSON metadata of ``path``, reading nothing else; None if it cannot be read that way.
+
+    (A file this fails on is damaged: ``weights.load_with_extras`` then
+    reads it in full and says what is wrong.)
+    """
+    try:
+        with backend.host.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data[weights.META_KEY][()]))
+    except Exception:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _check_dtype(path, model):
+    """Refuse to resume a model of one dtype from weights of another."""
+    meta = _saved_meta(path)
+    saved = meta.get("dtype") if meta else None
+    own = weights._model_dtype(model)
+    if saved is not None and own is not None and saved != own:
+        raise ValueError(f"{path} holds {saved} weights, but the model to load them into is {own}: "
+                         f"convert the model first (model.astype({saved!r})) so the run continues in {saved}")
+
+
 def read_training_config(path):
     """The settings a training checkpoint was written with (its "training" → "config"), without
     building anything: what ``--resume`` needs before it can build the model and optimizer."""
+    path = os.fspath(path)
+    _check_archive(path)
     arrays = weights._read_npz(path)
     meta = weights._parse_meta(path, arrays)
     training = meta.get("training")

@@ -9,10 +9,17 @@ One training step is the whole story of the library in four lines::
 
 ``fit`` repeats it over the epochs, evaluates after each one, keeps a
 history of the metrics, writes a checkpoint each epoch (atomically), and
-stops cleanly on Ctrl-C or when the loss turns NaN/Inf, leaving the last
-good checkpoint in place.
+stops cleanly on Ctrl-C or when the loss or a gradient turns NaN/Inf,
+leaving the last good checkpoint in place.
+
+Numerical faults are checked cheaply once per step — the loss, and one sum
+over all parameter gradients, before the optimizer may use them — and when
+a check fails the batch is re-run with every layer watched
+(``resnet_np.nancheck``) so the error can name the layer where the NaN or
+Inf first appeared.
 """
 
+import glob
 import os
 import time
 
@@ -22,12 +29,29 @@ from .atomic import write_atomically
 from .backend import get_array_module
 from .checkpoint import load_checkpoint, save_checkpoint
 from .layers import NonFiniteLossError, SoftmaxCrossEntropy
+from .nancheck import gradients_are_finite, locate_non_finite
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "images_per_sec", "seconds", "lr")
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the message says where and what to try."""
+    """The loss or a gradient became NaN or infinite; the message says where and what to try."""
+
+
+def _where(model, loss_fn, x, y):
+    """The layer where the NaN/Inf of this batch first appears, as a phrase for an error message."""
+    found = locate_non_finite(model, loss_fn, x, y)
+    if found is None:
+        return "re-running the batch gave finite values everywhere, so no layer could be named"
+    return found
+
+
+def _diverged(what, epoch, step, optimizer, model, loss_fn, x, y):
+    """The error for a training step whose loss or gradients are not finite, naming the layer."""
+    return TrainingDiverged(
+        f"{what} became NaN or infinite at epoch {epoch + 1}, step {step + 1} (learning rate "
+        f"{optimizer.param_groups[0]['lr']:g}): {_where(model, loss_fn, x, y)}; training has diverged; "
+        "try a lower learning rate (for example a tenth)")
 
 
 def evaluate(model, loader, loss_fn=None):
@@ -39,7 +63,11 @@ def evaluate(model, loader, loss_fn=None):
     try:
         for x, y in loader:
             logits = model(x)
-            total_loss += loss_fn(logits, y) * len(y)
+            try:
+                loss = loss_fn(logits, y)
+            except NonFiniteLossError as e:
+                raise NonFiniteLossError(f"{e} ({_where(model, loss_fn, x, y)})") from None
+            total_loss += loss * len(y)
             correct += int((logits.argmax(axis=1) == y).sum())
             seen += len(y)
     finally:
@@ -57,13 +85,13 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, scheduler, epoch, epochs
     for step, (x, y) in enumerate(bar):
         logits = model(x)
         try:
-            loss = loss_fn(logits, y)
+            loss = loss_fn(logits, y)  # checks that the logits are finite
         except NonFiniteLossError:
-            raise TrainingDiverged(f"the loss became NaN or infinite at epoch {epoch + 1}, step {step + 1} "
-                                   f"(learning rate {optimizer.param_groups[0]['lr']:g}): training has "
-                                   "diverged; try a lower learning rate (for example a tenth)") from None
+            raise _diverged("the loss", epoch, step, optimizer, model, loss_fn, x, y) from None
         optimizer.zero_grad()
         model.backward(loss_fn.backward())
+        if not gradients_are_finite(model.parameters()):  # before the optimizer spreads them into the weights
+            raise _diverged("the gradients", epoch, step, optimizer, model, loss_fn, x, y)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()  # schedules here count iterations, as in the paper (32k, 48k)
@@ -92,7 +120,9 @@ def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss
 
     Ctrl-C stops after the current step and returns the history so far;
     the last checkpoint on disk is the last complete epoch's. A NaN or
-    infinite loss raises ``TrainingDiverged``, also leaving it in place.
+    infinite loss, gradient or validation loss raises ``TrainingDiverged``
+    naming the layer where it first appeared, also leaving it in place
+    (the faulty step is not applied).
     """
     loss_fn = loss_fn or SoftmaxCrossEntropy()
     history = {key: [] for key in HISTORY_KEYS}
@@ -105,6 +135,7 @@ def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss
     checkpoint_path = os.path.join(out_dir, "checkpoint.npz") if out_dir else None
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
+        _remove_leftover_temporary_files(out_dir, log)
 
     saved_epoch = start_epoch if resume is not None else None
     for epoch in range(start_epoch, epochs):
@@ -112,7 +143,10 @@ def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss
         try:
             train_loss, train_acc, speed, seconds = _train_one_epoch(
                 model, train_loader, optimizer, loss_fn, scheduler, epoch, epochs, progress)
-            val_loss, val_acc = evaluate(model, val_loader, loss_fn) if val_loader is not None else (None, None)
+            try:
+                val_loss, val_acc = evaluate(model, val_loader, loss_fn) if val_loader is not None else (None, None)
+            except NonFiniteLossError as e:
+                raise TrainingDiverged(f"validation after epoch {epoch + 1}: {e}") from None
             for key, value in zip(HISTORY_KEYS, (epoch + 1, train_loss, train_acc, val_loss, val_acc, speed,
                                                  seconds, optimizer.param_groups[0]["lr"])):
                 history[key].append(value)
@@ -134,6 +168,23 @@ def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss
                     if checkpoint_path and saved_epoch else "")
             raise TrainingDiverged(f"{e}.{kept}") from None
     return history
+
+
+def _remove_leftover_temporary_files(out_dir, log):
+    """Delete the temporary files of writes that a killed run never finished.
+
+    ``write_atomically`` removes its temporary file on any exception, but a
+    process killed outright (SIGKILL, a power cut) cannot: the half-written
+    ``.checkpoint.npz.<random>.tmp`` stays beside the intact checkpoint.
+    Nothing ever reads such a file, so it is only wasted space.
+    """
+    for name in ("checkpoint.npz", "curves.png"):
+        for path in glob.glob(os.path.join(glob.escape(out_dir), f".{name}.*.tmp")):
+            try:
+                os.remove(path)
+                log(f"removed {path}, left unfinished by an interrupted run")
+            except FileNotFoundError:
+                pass
 
 
 def save_curves(history, path):
