@@ -1,5 +1,6 @@
 """Every lesson runs from top to bottom (with --quick) and saves its figures."""
 
+import importlib.util
 import os
 import pathlib
 import subprocess
@@ -15,6 +16,18 @@ def test_there_are_lessons():
     assert LESSONS
 
 
+def test_the_course_is_complete_and_listed():
+    """Lessons 01-11, each in the percent format with --quick and --out, each in the README's table."""
+    numbers = sorted(int(p.name[:2]) for p in LESSONS)
+    assert numbers == list(range(1, 12)), numbers
+    readme = (ROOT / "lessons" / "README.md").read_text()
+    for lesson in LESSONS:
+        text = lesson.read_text()
+        assert text.startswith("# %% [markdown]"), f"{lesson.name}: not in the percent format"
+        assert "--quick" in text and "--out" in text, f"{lesson.name}: needs --quick and --out"
+        assert f"`{lesson.name}`" in readme, f"{lesson.name} is missing from lessons/README.md"
+
+
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
 def test_lesson_runs(lesson, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
@@ -22,3 +35,22 @@ def test_lesson_runs(lesson, tmp_path):
                             capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert list(tmp_path.glob("*.png")), "the lesson saved no figure"
+
+
+def test_quick_lessons_never_download(tmp_path, monkeypatch):
+    """Without MNIST, --quick falls back to synthetic digits instead of downloading."""
+    import resnet_np.data.download as download
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a --quick lesson tried to download")
+
+    monkeypatch.setattr(download, "download", refuse)
+    monkeypatch.setenv("RESNET_NP_DATA", str(tmp_path))
+    spec = importlib.util.spec_from_file_location("lessons_common", ROOT / "lessons" / "_common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    train, test, source = common.load_digits(quick=True, synthetic_sizes=(200, 50))
+    assert source == "synthetic digits"
+    assert train.images.shape == (200, 1, 28, 28) and test.images.shape == (50, 1, 28, 28)
+    assert set(train.labels.tolist()) == set(range(10))
+    assert not any(tmp_path.iterdir()), "nothing may be written where the data would go"
