@@ -1,4 +1,4 @@
-"""Command line: ``python -m resnet_np {train,evaluate,demo} ...`` (``--help`` on each)."""
+"""Command line: ``python -m resnet_np {train,finetune,evaluate,demo} ...`` (``--help`` on each)."""
 
 import argparse
 import sys
@@ -48,6 +48,65 @@ def _add_train_parser(commands):
     return p
 
 
+def _add_finetune_parser(commands):
+    p = commands.add_parser(
+        "finetune", help="start from trained weights: new head, frozen or slower backbone",
+        description="Transfer learning: load every weight of a checkpoint except its classifier (fc), give "
+                    "the network a new head sized for the dataset (and --classes), freeze what --freeze names "
+                    "and train the rest, the head at --head-lr and the backbone at --backbone-lr. A checkpoint "
+                    "and a plot of the curves are written to --out after every epoch; evaluate reads them.")
+    p.add_argument("--from", dest="source", required=True, metavar="CHECKPOINT",
+                   help="the starting point: a resnet_np .npz (a model file or a training checkpoint) or a "
+                        "torchvision-format .pth/.pt state dict (needs torch and --model), e.g. ImageNet weights")
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "cifar10"],
+                   help="dataset of the new task (default: mnist)")
+    p.add_argument("--classes", default=None,
+                   help="learn only these classes, relabelled 0, 1, ...: e.g. '5-9' or '1,3,5' (default: all)")
+    p.add_argument("--train-per-class", type=int, default=None,
+                   help="use only N training images of each class, drawn with --seed (default: all): "
+                        "the few-label setting where fine-tuning pays off")
+    p.add_argument("--model", default=None,
+                   help=f"architecture; required for a .pth, default for an .npz: the one it holds ({MODELS_HELP})")
+    p.add_argument("--freeze", default="backbone",
+                   help="what not to train: 'backbone' (all but fc: a linear probe, the default), 'none' "
+                        "(fine-tune everything), or comma-separated glob patterns of parameter or module "
+                        "names such as 'conv1,bn1,layer1' or 'layer1.*'")
+    p.add_argument("--frozen-bn", default="eval", choices=["eval", "train"],
+                   help="batch norms whose parameters are all frozen: eval keeps their running statistics "
+                        "fixed (default); train lets them follow the new data")
+    p.add_argument("--head-lr", type=float, default=0.1, help="learning rate of the new head (default: 0.1)")
+    p.add_argument("--backbone-lr", type=float, default=None,
+                   help="learning rate of the trainable part of the backbone (default: half of --head-lr, the "
+                        "best of the lower rates in benchmarks/results/transfer.md; a tenth is the ImageNet habit)")
+    p.add_argument("--epochs", type=int, default=5,
+                   help="passes over the training set (default: 5; with a few images per class use many, "
+                        "e.g. 100 for 10 per class)")
+    p.add_argument("--batch-size", type=int, default=128,
+                   help="images per step, at most the training set (default: 128)")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"], help="sgd (momentum) or adam (default: sgd)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay (default: 5e-4)")
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "multistep", "constant"],
+                   help="learning-rate schedule over all steps (default: cosine)")
+    p.add_argument("--warmup-steps", type=int, default=10,
+                   help="steps of linear warm-up before the schedule (default: 10)")
+    p.add_argument("--augment", default="auto", choices=["auto", "none"],
+                   help="auto: random crops for digits, crops and flips for CIFAR-10 (default: auto)")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="use only the first N training images (after --classes/--train-per-class)")
+    p.add_argument("--test-size", type=int, default=None,
+                   help="evaluate on only the first N test images (after --classes) each epoch")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the new head, the draw of --train-per-class, the data order and augmentation")
+    p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
+                   help="numpy (CPU) or cupy (GPU) (default: $RESNET_NP_BACKEND or numpy)")
+    p.add_argument("--data", default=None, help="dataset folder (default: $RESNET_NP_DATA or ~/.cache/resnet_np)")
+    p.add_argument("--out", default=None, help="folder for checkpoint.npz and curves.png "
+                                               "(default: runs/finetune-<dataset>-<model>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    return p
+
+
 def _add_evaluate_parser(commands):
     p = commands.add_parser("evaluate", help="print the test accuracy of a checkpoint",
                             description="Load a checkpoint (or a model file) and print its test accuracy.")
@@ -75,6 +134,7 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="python -m resnet_np", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(commands)
+    _add_finetune_parser(commands)
     _add_evaluate_parser(commands)
     _add_demo_parser(commands)
     return parser
@@ -89,11 +149,13 @@ def main(argv=None):
         from .demo import main as demo_main
         demo_main(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
         return 0
-    from .cli import evaluate_command, train_command
+    from .cli import evaluate_command, finetune_command, train_command
     from .train import TrainingDiverged
     try:
         if args.command == "train":
             return train_command(args)
+        if args.command == "finetune":
+            return finetune_command(args)
         return evaluate_command(args)
     except (ValueError, FileNotFoundError, TrainingDiverged) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -18,6 +18,11 @@ takes to make ``conv1.weight`` appear in ``named_parameters()`` and in
 ``state_dict()``. Buffers (``running_mean``, ...) are arrays that belong in
 the state dict but are not trained; a module lists them with
 ``register_buffer``.
+
+Fine-tuning adds two switches: ``requires_grad_(False)`` freezes every
+parameter of a module, and ``keep_eval = True`` keeps a module in eval mode
+whatever ``train()`` says (a frozen batch norm whose statistics must not
+move while the rest of the network trains).
 """
 
 from collections import OrderedDict, namedtuple
@@ -75,6 +80,8 @@ class Module:
 
     def __init__(self):
         self.training = True
+        # True: train() leaves this module in eval mode (see train()).
+        self.keep_eval = False
         self.output_shape = None
         self._buffer_names = []
 
@@ -136,12 +143,29 @@ class Module:
     # -- modes and gradients -------------------------------------------------
 
     def train(self, mode=True):
+        """Set train mode (``mode=True``) or eval mode on this module and every sub-module.
+
+        A module with ``keep_eval = True`` stays in eval mode. Fine-tuning
+        sets it on the batch norms of a frozen backbone: the training loop
+        calls ``model.train()`` every epoch, and their running statistics
+        must still not move.
+        """
         for m in self.modules():
-            m.training = mode
+            m.training = mode and not m.keep_eval
         return self
 
     def eval(self):
         return self.train(False)
+
+    def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` on every parameter of this module (False freezes them); returns self.
+
+        A frozen parameter gets no gradient (the layers skip computing it)
+        and the optimizers leave it exactly as it is.
+        """
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
 
     def zero_grad(self):
         """Forget accumulated gradients (``grad = None``, as PyTorch's default)."""

@@ -191,6 +191,20 @@ def load_with_extras(path, model=None, backend=None):
     return model, meta, extras
 
 
+def read_state_dict(path):
+    """The weights (an ordered dict of NumPy arrays) and the metadata dict of the ``.npz`` file ``path``.
+
+    Nothing is built: what fine-tuning needs to load a checkpoint into a
+    network that differs from it by design (a new head). A training
+    checkpoint's optimizer state ("/"-named arrays) is left out.
+    """
+    path = os.fspath(path)
+    arrays = _read_npz(path)
+    meta = _parse_meta(path, arrays)
+    weights = OrderedDict((key, a) for key, a in arrays.items() if "/" not in key)
+    return weights, meta
+
+
 # ----------------------------------------------------------------------------
 # PyTorch state dicts (.pth / .pt)
 # ----------------------------------------------------------------------------
@@ -219,14 +233,14 @@ def _unwrap_checkpoint(state):
     return state
 
 
-def load_torch_state_dict(model, path_or_state_dict, strict=True):
-    """Load a torchvision-format state dict into ``model`` and return the model.
+def read_torch_state_dict(path_or_state_dict):
+    """A torchvision-format state dict as an ordered dict of NumPy arrays (needs PyTorch).
 
     ``path_or_state_dict`` is a ``.pth``/``.pt`` file (read with
     ``weights_only=True``: no code runs from it) or an already-loaded dict
     of tensors, possibly wrapped in a checkpoint under "state_dict" or "model".
     """
-    torch = _import_torch("load_torch_state_dict")
+    torch = _import_torch("read_torch_state_dict")
     if isinstance(path_or_state_dict, (str, os.PathLike)):
         state = torch.load(os.fspath(path_or_state_dict), map_location="cpu", weights_only=True)
     else:
@@ -241,7 +255,18 @@ def load_torch_state_dict(model, path_or_state_dict, strict=True):
                 value = value.float()
             value = value.detach().cpu().numpy()
         arrays[key] = value
-    model.load_state_dict(arrays, strict=strict)
+    return arrays
+
+
+def load_torch_state_dict(model, path_or_state_dict, strict=True):
+    """Load a torchvision-format state dict into ``model`` and return the model.
+
+    ``path_or_state_dict`` is a ``.pth``/``.pt`` file (read with
+    ``weights_only=True``: no code runs from it) or an already-loaded dict
+    of tensors, possibly wrapped in a checkpoint under "state_dict" or "model".
+    """
+    _import_torch("load_torch_state_dict")  # without PyTorch, the error names the function called
+    model.load_state_dict(read_torch_state_dict(path_or_state_dict), strict=strict)
     return model
 
 
