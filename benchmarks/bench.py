@@ -190,7 +190,6 @@ def training_step_rows(batch, repeat, device):
         opt.step()
         return loss
 
-    ours = median_time(step, repeat)
     peak = None
     if backend.current() == "numpy":
         tracemalloc.start()
@@ -198,20 +197,27 @@ def training_step_rows(batch, repeat, device):
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
 
-    theirs = None
-    if torch is not None:
-        net = torch_resnet20(device)
-        topt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-        tx, ty = torch.from_numpy(x_host).to(device), torch.from_numpy(y_host).to(device)
+    if torch is None:
+        return median_time(step, repeat), None, peak
+    net = torch_resnet20(device)
+    topt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    tx, ty = torch.from_numpy(x_host).to(device), torch.from_numpy(y_host).to(device)
 
-        def torch_step():
-            loss = torch.nn.functional.cross_entropy(net(tx), ty)
-            topt.zero_grad(set_to_none=True)
-            loss.backward()
-            topt.step()
+    def torch_step():
+        loss = torch.nn.functional.cross_entropy(net(tx), ty)
+        topt.zero_grad(set_to_none=True)
+        loss.backward()
+        topt.step()
 
-        theirs = median_time(torch_step, repeat)
-    return ours, theirs, peak
+    # Alternate the two, step by step, so that both see the same moments of a
+    # noisy machine; then compare the medians.
+    ours, theirs = [], []
+    for fn, times in [(step, ours), (torch_step, theirs)] * (repeat + 1):
+        start = time.perf_counter()
+        fn()
+        synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(ours[1:]), statistics.median(theirs[1:]), peak
 
 
 def main():
@@ -244,7 +250,7 @@ def main():
         rows.append((name, fwd, bwd, flops, tf, tb))
 
     batch = 32 if args.quick else 128
-    step, torch_step, mem = training_step_rows(batch, args.repeat, device)
+    step, torch_step, mem = training_step_rows(batch, 3 * args.repeat, device)
 
     def ratio(a, b):
         return f"{a / b:.2f}x" if b else "-"
@@ -253,7 +259,8 @@ def main():
         f"# resnet_np benchmark ({args.backend})", "",
         f"Machine: {describe()}" + (f"; PyTorch {torch.__version__}, {threads} threads" if torch else "; no PyTorch"),
         f"Matrix-product peak measured in this run: {peak:.0f} GFLOP/s (float32).",
-        f"Median of {args.repeat} runs; float32; backward times exclude the forward pass.", "",
+        f"Median of {args.repeat} runs ({3 * args.repeat} alternating steps for the training step); float32; "
+        "backward times exclude the forward pass.", "",
         "| layer and shape | fwd ms | bwd ms | fwd GFLOP/s | % of peak | torch fwd ms | torch bwd ms "
         "| fwd ours/torch | bwd ours/torch |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

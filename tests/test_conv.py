@@ -78,6 +78,7 @@ def test_conv2d_in_several_chunks_of_images(monkeypatch, k, s, p):
     positions = L.conv_output_size(6, k, s, p) * conv_grid_width(6, k, (s, s), p)
     per_image = 3 * k * k * positions * 8
     monkeypatch.setattr(conv_module, "CPU_CHUNK_BYTES", 2 * per_image)
+    monkeypatch.setattr(conv_module, "MIN_CHUNK_COLUMNS", 1)
     conv = L.Conv2d(3, 4, k, stride=s, padding=p).astype("float64")
     x = randn(7, 3, 6, 6)
     expected = L.conv2d_naive(x, conv.weight.data, conv.bias.data, stride=s, padding=p)

@@ -37,6 +37,9 @@ def conv2d_naive(x, weight, bias=None, stride=1, padding=0):
 # stay in the CPU's cache between im2col writing it and the matrix product
 # reading it (measured best at 1-4 MB here); on a GPU, one chunk is the batch.
 CPU_CHUNK_BYTES = 2 ** 21
+# ... but at least this many columns: a matrix product only a few dozen
+# columns wide (deep layers with tiny maps) runs at a fraction of BLAS's speed.
+MIN_CHUNK_COLUMNS = 512
 
 
 class Conv2d(Module):
@@ -152,7 +155,9 @@ class Conv2d(Module):
         if xp.__name__ != "numpy":
             return N
         per_image = self.in_channels * self.kernel_size[0] * self.kernel_size[1] * positions * itemsize
-        return max(1, min(N, CPU_CHUNK_BYTES // per_image))
+        by_bytes = CPU_CHUNK_BYTES // per_image
+        by_columns = -(-MIN_CHUNK_COLUMNS // positions)  # ceil
+        return max(1, min(N, max(by_bytes, by_columns)))
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
