@@ -31,8 +31,6 @@ without any error.
 
 import json
 import os
-import zipfile
-import zlib
 
 from . import backend
 from .models import weights
@@ -83,7 +81,7 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, backend_na
     different number of parameters) is a ValueError naming the file.
     """
     path = os.fspath(path)
-    _check_archive(path)
+    weights.check_archive(path)
     if model is not None:
         _check_dtype(path, model)
     model, meta, extras = weights.load_with_extras(path, model, backend_name)
@@ -114,33 +112,6 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, backend_na
     return Checkpoint(model, training["epoch"], training.get("history") or {}, training.get("config") or {}, meta)
 
 
-def _check_archive(path):
-    """A ValueError naming ``path`` unless every entry of the zip archive is intact.
-
-    Each entry is read to its end, which makes the zip module compare it with
-    its CRC-32 and its local header with the archive's directory. Names must
-    be unique: a damaged name that duplicates another would hide one entry.
-    """
-    if not os.path.isfile(path):
-        return  # weights.load_with_extras says that there is no such file
-    problem = None
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            if len(set(names)) != len(names):
-                problem = "two of its entries have the same name"
-            for info in archive.infolist():
-                with archive.open(info) as entry:
-                    while entry.read(1 << 20):
-                        pass
-    # A damaged zip directory can also claim an unknown compression method (NotImplementedError)
-    # or an encrypted entry (RuntimeError).
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
-        problem = str(e)
-    if problem is not None:
-        raise ValueError(f"{path} is not a resnet_np checkpoint (truncated or corrupted?): {problem}")
-
-
 def _saved_meta(path):
     """The JSON metadata of ``path``, reading nothing else; None if it cannot be read that way.
 
@@ -169,7 +140,7 @@ def read_training_config(path):
     """The settings a training checkpoint was written with (its "training" → "config"), without
     building anything: what ``--resume`` needs before it can build the model and optimizer."""
     path = os.fspath(path)
-    _check_archive(path)
+    weights.check_archive(path)
     arrays = weights._read_npz(path)
     meta = weights._parse_meta(path, arrays)
     training = meta.get("training")

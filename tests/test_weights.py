@@ -498,3 +498,15 @@ def test_torch_functions_say_how_to_install_torch(monkeypatch, tmp_path):
         load_torch_state_dict(resnet20(), {})
     with pytest.raises(RuntimeError, match="save_torch_state_dict needs PyTorch"):
         save_torch_state_dict(resnet20(), tmp_path / "x.pth")
+
+
+def test_a_damaged_array_header_is_an_error_not_wrong_weights(tmp_path):
+    """NumPy reads an entry only as far as its header says; the zip CRC must still be checked."""
+    path = str(tmp_path / "m.npz")
+    save(resnet20(), path)
+    raw = bytearray(open(path, "rb").read())
+    at = raw.index(b"'shape': (16, 3, 3, 3)")      # conv1.weight's header: claim fewer values
+    raw[at:at + 22] = b"'shape': (16, 3, 3, 2)"
+    open(path, "wb").write(bytes(raw))
+    with pytest.raises(ValueError, match="m.npz is not a resnet_np checkpoint"):
+        load(path)

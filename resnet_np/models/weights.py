@@ -88,10 +88,38 @@ def save(model, path, extra_arrays=None, extra_meta=None):
     write_atomically(path, write)
 
 
+def check_archive(path):
+    """A ValueError naming ``path`` unless every entry of the zip archive is intact.
+
+    Each entry is read to its end, which makes the zip module compare it with
+    its CRC-32 and its local header with the archive's directory. Names must
+    be unique: a damaged name that duplicates another would hide one entry.
+    """
+    if not os.path.isfile(path):
+        return  # the caller says that there is no such file
+    problem = None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if len(set(names)) != len(names):
+                problem = "two of its entries have the same name"
+            for info in archive.infolist():
+                with archive.open(info) as entry:
+                    while entry.read(1 << 20):
+                        pass
+    # A damaged zip directory can also claim an unknown compression method (NotImplementedError)
+    # or an encrypted entry (RuntimeError).
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
+        problem = str(e)
+    if problem is not None:
+        raise ValueError(f"{path} is not a resnet_np checkpoint (truncated or corrupted?): {problem}")
+
+
 def _read_npz(path):
     """Every array in the archive ``path`` as a dict, or a ValueError saying why not."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint file at {path}")
+    check_archive(path)  # NumPy stops reading an entry where its header says: a damaged header would pass
     try:
         data = host.load(path, allow_pickle=False)
         if not hasattr(data, "files"):  # a single .npy array, not an archive
