@@ -1,8 +1,5 @@
 """The command line: help, clear errors, and a real (tiny) training run that resumes exactly."""
 
-import os
-import pathlib
-
 import numpy as np
 import pytest
 
@@ -10,13 +7,7 @@ from resnet_np import train as train_module
 from resnet_np.__main__ import build_parser, main
 from resnet_np.checkpoint import load_checkpoint
 
-DATA = os.environ.get("RESNET_NP_DATA")
-HAVE_MNIST = bool(DATA) and all(
-    (pathlib.Path(DATA) / "mnist" / f).is_file()
-    for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-              "t10k-labels-idx1-ubyte.gz"))
-needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason="real MNIST not found: set RESNET_NP_DATA to a folder "
-                                                         "holding mnist/*-ubyte.gz (CI uses ../shared/data)")
+from _mnist import needs_mnist
 
 
 def test_train_help_explains_every_option(capsys):

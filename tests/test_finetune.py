@@ -11,7 +11,6 @@ loads although it does not match, a backward pass that stops too early.
 import gzip
 import hashlib
 import os
-import pathlib
 import struct
 import sys
 
@@ -27,13 +26,7 @@ from resnet_np.models import CifarResNet, load, resnet18, resnet20, resnet32, sa
 from resnet_np.optim import SGD, Adam, AdamW
 from resnet_np.train import evaluate, fit
 
-DATA = os.environ.get("RESNET_NP_DATA")
-HAVE_MNIST = bool(DATA) and all(
-    (pathlib.Path(DATA) / "mnist" / f).is_file()
-    for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-              "t10k-labels-idx1-ubyte.gz"))
-needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason="real MNIST not found: set RESNET_NP_DATA to a folder "
-                                                         "holding mnist/*-ubyte.gz (CI uses ../shared/data)")
+from _mnist import needs_mnist
 
 
 def small_net(num_classes=4):
