@@ -42,10 +42,9 @@ class BatchNormDropVarianceTerm(L.BatchNorm2d):
     """dx without the -x_hat * sum(dx_hat * x_hat) term (forgets that the variance depends on x)."""
 
     def backward(self, dout):
-        _, x_centered, inv_std = self._cache
+        _, _, inv_std = self._cache
         super().backward(dout)
         C = dout.shape[1]
-        x_hat = x_centered * inv_std.reshape(1, C, 1, 1)
         M = dout.size // C
         dx_hat = dout * self.weight.data.reshape(1, C, 1, 1)
         return (M * dx_hat - dx_hat.sum(axis=(0, 2, 3), keepdims=True)) * inv_std.reshape(1, C, 1, 1) / M
