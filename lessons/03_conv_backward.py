@@ -33,7 +33,7 @@ from resnet_np.layers.im2col import col2im, im2col  # noqa: E402
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true", help="smaller shapes, for the test suite")
 parser.add_argument("--out", default="out/lessons/03_conv_backward", help="folder for the figures")
-args = parser.parse_args()
+args, _ = parser.parse_known_args()  # known args only: a notebook kernel passes its own
 out_dir = pathlib.Path(args.out)
 out_dir.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(0)

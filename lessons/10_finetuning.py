@@ -44,7 +44,7 @@ from resnet_np.train import evaluate, fit  # noqa: E402
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true", help="a smaller network and fewer images, for the test suite")
 parser.add_argument("--out", default="out/lessons/10_finetuning", help="folder for the figures")
-args = parser.parse_args()
+args, _ = parser.parse_known_args()  # known args only: a notebook kernel passes its own
 out_dir = pathlib.Path(args.out)
 out_dir.mkdir(parents=True, exist_ok=True)
 start_time = time.perf_counter()

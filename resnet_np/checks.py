@@ -56,6 +56,13 @@ def check_dim(layer, x, axis, expected, what):
         )
 
 
+def check_not_empty_image(layer, x):
+    """An (N, C, H, W) input needs H >= 1 and W >= 1: padding around nothing is not an image."""
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{layer_name(layer)}: expected a feature map of at least 1x1, got an empty "
+                         f"{x.shape[2]}x{x.shape[3]} one (input shape {tuple(x.shape)})")
+
+
 def pair(value, name, layer_cls, minimum):
     """An int or an ``(h, w)`` pair, as a tuple of two ints >= ``minimum``."""
     if isinstance(value, int):

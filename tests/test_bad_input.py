@@ -138,8 +138,10 @@ def test_conv_kernel_equal_to_padded_input_is_fine():
 def test_maxpool_kernel_larger_than_input():
     expect_error(ValueError, lambda: MaxPool2d(3)(f32(1, 2, 2, 2)),
                  "MaxPool2d", "kernel 3x3", "padded input 2x2")
+    expect_error(ValueError, lambda: MaxPool2d(4, stride=1, padding=1)(f32(1, 2, 1, 3)),
+                 "MaxPool2d", "kernel 4x4", "padded input 3x5")
     expect_error(ValueError, lambda: MaxPool2d(3, stride=1, padding=1)(f32(1, 2, 1, 0)),
-                 "MaxPool2d", "kernel 3x3", "padded input 3x2")
+                 "MaxPool2d", "empty 1x0")
     assert MaxPool2d(3, stride=1, padding=1)(f32(1, 2, 1, 1)).shape == (1, 2, 1, 1)
 
 

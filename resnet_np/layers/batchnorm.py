@@ -12,10 +12,11 @@ def channel_sum(a, b=None):
     ``(a * b).sum(axis=(0, 2, 3))``, which first writes the whole product.
     """
     xp = get_array_module(a)
-    N, C = a.shape[:2]
+    N, C, H, W = a.shape
+    # H*W spelled out, not -1: NumPy cannot infer -1 for an empty batch (N = 0)
     if b is None:
-        return xp.einsum("ncp->c", a.reshape(N, C, -1))
-    return xp.einsum("ncp,ncp->c", a.reshape(N, C, -1), b.reshape(N, C, -1))
+        return xp.einsum("ncp->c", a.reshape(N, C, H * W))
+    return xp.einsum("ncp,ncp->c", a.reshape(N, C, H * W), b.reshape(N, C, H * W))
 
 
 class BatchNorm2d(Module):

@@ -2,7 +2,8 @@
 
 from .. import init
 from ..backend import get_array_module
-from ..checks import check_dim, check_dout, check_float_input, check_forward_done, layer_name, pair, positive_int
+from ..checks import (check_dim, check_dout, check_float_input, check_forward_done, check_not_empty_image, layer_name,
+                      pair, positive_int)
 from ..module import Module, Parameter
 from .im2col import col2im_cf, conv_grid_width, conv_output_size, im2col_cf, pad2d
 
@@ -85,6 +86,7 @@ class Conv2d(Module):
         self._cache = None
         check_float_input(self, x, 4, "(N, C, H, W)", like=self.weight.data)
         check_dim(self, x, 1, self.in_channels, "input channels")
+        check_not_empty_image(self, x)
         N, C, H, W = x.shape
         (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
         if KH > H + 2 * PH or KW > W + 2 * PW:

@@ -1,5 +1,7 @@
 """Flatten every axis but the batch axis."""
 
+import math
+
 from ..checks import check_array, check_dout, check_forward_done, layer_name
 from ..module import Module
 
@@ -17,7 +19,7 @@ class Flatten(Module):
         if x.ndim < 2:
             raise ValueError(f"{layer_name(self)}: expected an input with a batch axis and at least one more, "
                              f"got shape {tuple(x.shape)}")
-        out = x.reshape(x.shape[0], -1)
+        out = x.reshape(x.shape[0], math.prod(x.shape[1:]))  # not -1: NumPy cannot infer it for an empty batch
         self._cache = (x.shape, out.shape)
         return out
 

@@ -1,7 +1,7 @@
 """Max pooling (with a naive reference) and global average pooling."""
 
 from ..backend import get_array_module
-from ..checks import check_dout, check_float_input, check_forward_done, layer_name, pair
+from ..checks import check_dout, check_float_input, check_forward_done, check_not_empty_image, layer_name, pair
 from ..module import Module
 from .im2col import conv_output_size, pad2d
 
@@ -52,6 +52,7 @@ class MaxPool2d(Module):
     def forward(self, x):
         self._cache = None
         check_float_input(self, x, 4, "(N, C, H, W)")
+        check_not_empty_image(self, x)
         xp = get_array_module(x)
         N, C, H, W = x.shape
         (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
@@ -116,9 +117,7 @@ class GlobalAvgPool2d(Module):
     def forward(self, x):
         self._cache = None
         check_float_input(self, x, 4, "(N, C, H, W)")
-        if x.shape[2] == 0 or x.shape[3] == 0:
-            raise ValueError(f"{layer_name(self)}: an empty {x.shape[2]}x{x.shape[3]} feature map has no mean "
-                             f"(input shape {tuple(x.shape)})")
+        check_not_empty_image(self, x)  # an empty feature map has no mean
         self._cache = x.shape
         return x.mean(axis=(2, 3), keepdims=True)
 
