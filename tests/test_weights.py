@@ -461,6 +461,23 @@ def test_torch_save_failure_leaves_the_previous_file_intact(tmp_path, monkeypatc
     assert os.listdir(tmp_path) == ["ours.pth"]
 
 
+def test_old_torch_file_without_num_batches_tracked_loads_strictly():
+    """The first torchvision weights (before PyTorch 0.4.1) have no num_batches_tracked; torch loads them."""
+    torch = needs_torch()
+    source = scramble(resnet20(shortcut="B"))
+    state = {key: torch.from_numpy(a.copy()) for key, a in source.state_dict().items()
+             if not key.endswith("num_batches_tracked")}
+
+    model = load_torch_state_dict(resnet20(shortcut="B"), state)
+
+    for key in state:
+        np.testing.assert_array_equal(model.state_dict()[key], source.state_dict()[key], err_msg=key)
+    assert int(model.bn1.num_batches_tracked) == 0  # its own counter, as torch keeps its own
+    del state["bn1.running_mean"]  # a batch norm without its statistics is still an error
+    with pytest.raises(ValueError, match="missing keys: bn1.running_mean, bn1.num_batches_tracked"):
+        load_torch_state_dict(resnet20(shortcut="B"), state)
+
+
 def test_bad_torch_state_dict_lists_every_problem_at_once():
     torch = needs_torch()
     model = resnet20(shortcut="B")

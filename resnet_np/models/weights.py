@@ -292,9 +292,19 @@ def load_torch_state_dict(model, path_or_state_dict, strict=True):
     ``path_or_state_dict`` is a ``.pth``/``.pt`` file (read with
     ``weights_only=True``: no code runs from it) or an already-loaded dict
     of tensors, possibly wrapped in a checkpoint under "state_dict" or "model".
+
+    Files written before PyTorch 0.4.1 (among them the first torchvision
+    ImageNet weights) have no ``num_batches_tracked``; as PyTorch does, a
+    batch norm that has its running statistics but not that counter keeps
+    its own counter instead of failing the strict check.
     """
     _import_torch("load_torch_state_dict")  # without PyTorch, the error names the function called
-    model.load_state_dict(read_torch_state_dict(path_or_state_dict), strict=strict)
+    state = read_torch_state_dict(path_or_state_dict)
+    for key, value in model.state_dict().items():
+        prefix = key[:-len("num_batches_tracked")]
+        if key.endswith("num_batches_tracked") and key not in state and prefix + "running_mean" in state:
+            state[key] = value
+    model.load_state_dict(state, strict=strict)
     return model
 
 
