@@ -4,6 +4,8 @@ import pathlib
 import subprocess
 import sys
 
+from _mnist import needs_mnist
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -21,3 +23,19 @@ def test_benchmark_suite_runs_quick(tmp_path):
                     "--out", str(out)], check=True, capture_output=True, cwd=str(tmp_path))
     text = out.read_text()
     assert "Matrix-product peak" in text and "ResNet-20 training step" in text and "R18 conv3x3" in text
+
+
+@needs_mnist
+def test_transfer_benchmark_runs_quick(tmp_path):
+    """benchmarks/transfer.py on tiny sizes: every method of every setting of every draw lands in the table."""
+    out, plot = tmp_path / "transfer.md", tmp_path / "transfer.png"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "transfer.py"), "--quick", "--seeds", "1,2",
+                    "--work", str(tmp_path / "work"), "--results", str(out), "--plot", str(plot)],
+                   check=True, capture_output=True, cwd=str(tmp_path))
+    text = out.read_text()
+    assert "Machine:" in text and "draws where fine-tune wins" in text
+    runs = [line for line in text.splitlines() if line.startswith("| random crops |")
+            or line.startswith("| no augmentation |")]
+    assert len(runs) == 2 * 2 + 2 * 2 * 3, runs  # the summary rows, then one row per run (two draws each)
+    assert all(line.count("%") == 2 for line in runs[4:]), runs[4:]
+    assert plot.stat().st_size > 10_000
