@@ -70,7 +70,7 @@ never the test set. Random crops, fine-tuning with the head at lr 0.1.
 0.05 is the best of the rates below the head's. A tenth of the head's (0.01, the ImageNet habit) holds the
 backbone back too much: the last stage's features, made to tell 0-4 apart, must change for 5-9.
 
-**Length of pretraining** (draws 2 and 3, 5,000 validation images; 10 labels per class: 1,000 images):
+**Length of pretraining** (draws 2 and 3; 5,000 validation images, or 1,000 where marked):
 
 | pretraining | 10 labels per class | 100 labels per class |
 | --- | ---: | ---: |
