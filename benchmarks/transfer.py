@@ -221,7 +221,7 @@ def report(results, budgets, seeds, args, n_pretrain, pretrain_acc, pretrain_sec
         "evaluation).",
         "",
         f"**Pretraining**: ResNet-20 (CIFAR-style, option-A shortcuts, 1 input channel) on {n_pretrain:,} "
-        f"training images of digits 0-4, {args.pretrain_epochs} epoch(s) (SGD lr 0.1, momentum 0.9, weight decay "
+        f"training images of digits 0-4, {args.pretrain_epochs} epoch{'s' * (args.pretrain_epochs != 1)} (SGD lr 0.1, momentum 0.9, weight decay "
         f"5e-4, warm-up then cosine, batch 64, random 2-pixel crops), {pretrain_seconds:.0f} s: "
         f"**{pretrain_acc:.2%}** on the {n_test_old:,} test images of digits 0-4.",
         "",
@@ -333,7 +333,8 @@ def main():
     pretrained_path = work / "pretrained_digits_0-4.npz"
     n_pretrain, pretrain_acc, pretrain_seconds = pretrain(train, test_old, args.pretrain_per_class,
                                                           args.pretrain_epochs, args.pretrain_seed, pretrained_path)
-    print(f"pretrained on {n_pretrain:,} images of digits 0-4 for {args.pretrain_epochs} epoch(s) in "
+    print(f"pretrained on {n_pretrain:,} images of digits 0-4 for {args.pretrain_epochs} epoch"
+          f"{'s' * (args.pretrain_epochs != 1)} in "
           f"{pretrain_seconds:.0f} s: {pretrain_acc:.2%} on the {len(test_old):,} test images of digits 0-4")
 
     results = {}  # (protocol, budget, method) -> [(accuracy, seconds, steps) for each seed]

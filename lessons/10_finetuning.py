@@ -263,6 +263,9 @@ print(f"lesson done in {time.perf_counter() - start_time:.0f} s")
 #   three gains most?
 # * Freeze only the first stages: ``finetune.freeze(model, "conv1,bn1,layer1")``.
 # * Fine-tune with a backbone lr of 0.01, then 0.1.
+# * Pretrain for one epoch instead of three, then for eight: does the gain of
+#   fine-tuning change? (In ``benchmarks/results/transfer.md`` it grows with
+#   the pretraining: features trained longer on 0-4 carry over better.)
 # * The same from the command line:
 #   ``python -m resnet_np finetune --from out/lessons/10_finetuning/pretrained_0-4.npz
 #   --classes 5-9 --train-per-class 10 --epochs 100 --freeze none --augment none
