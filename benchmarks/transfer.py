@@ -40,6 +40,7 @@ import argparse
 import pathlib
 import sys
 import time
+from statistics import mean
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from benchmarks.machine import describe, write_results  # noqa: E402
@@ -162,10 +163,6 @@ def learn_new_digits(method, train_new, test_new, pretrained_path, steps, seed, 
     return accuracy, seconds, epochs * len(loader)
 
 
-def mean(values):
-    return sum(values) / len(values)
-
-
 def save_plot(results, budgets, seeds, path):
     """Bars: the mean over the label draws; dots: each draw."""
     import matplotlib
@@ -221,8 +218,9 @@ def report(results, budgets, seeds, args, n_pretrain, pretrain_acc, pretrain_sec
         "evaluation).",
         "",
         f"**Pretraining**: ResNet-20 (CIFAR-style, option-A shortcuts, 1 input channel) on {n_pretrain:,} "
-        f"training images of digits 0-4, {args.pretrain_epochs} epoch{'s' * (args.pretrain_epochs != 1)} (SGD lr 0.1, momentum 0.9, weight decay "
-        f"5e-4, warm-up then cosine, batch 64, random 2-pixel crops), {pretrain_seconds:.0f} s: "
+        f"training images of digits 0-4, {args.pretrain_epochs} epoch{'s' * (args.pretrain_epochs != 1)} "
+        "(SGD lr 0.1, momentum 0.9, weight decay 5e-4, warm-up then cosine, batch 64, random 2-pixel crops), "
+        f"{pretrain_seconds:.0f} s: "
         f"**{pretrain_acc:.2%}** on the {n_test_old:,} test images of digits 0-4.",
         "",
         "**New task**: digits 5-9 (relabelled 0-4) from 10 or 100 labelled training images per class, drawn "

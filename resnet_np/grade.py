@@ -146,6 +146,19 @@ def check_shape(got, shape, mistakes=(), hint=""):
     return Check(False, note=f"shape {got_shape}, expected {tuple(shape)}", hint=hint)
 
 
+def check_shapes(outputs):
+    """``check_shape`` over several returned arrays: the first wrong one, its name in front, or PASS.
+
+    ``outputs`` holds (name, got, shape, mistakes, hint) for each array.
+    """
+    for name, got, shape, mistakes, hint in outputs:
+        result = check_shape(got, shape, [m for m in mistakes if isinstance(m[0], tuple)], hint)
+        if not result.passed:
+            result.note = f"{name}: {result.note}"
+            return result
+    return Check(True)
+
+
 def _randn(rng, *shape, scale=1.0):
     return rng.standard_normal(shape) * scale
 
@@ -398,14 +411,11 @@ def check_conv_backward(mod):
             def shapes(student=student, x=x, w=w, dx_mistakes=dx_mistakes, dw_mistakes=dw_mistakes,
                        db_mistakes=db_mistakes):
                 dx, dw, db = student()
-                for name, got, want, mistakes in (("dx", dx, x, dx_mistakes), ("dw", dw, w, dw_mistakes),
-                                                  ("db", db, b, db_mistakes)):
-                    result = check_shape(got, want.shape, [m for m in mistakes if isinstance(m[0], tuple)],
-                                         f"{name} has the shape of {name[1:]}: {want.shape}")
-                    if not result.passed:
-                        result.note = f"{name}: {result.note}"
-                        return result
-                return Check(True)
+                return check_shapes([(name, got, want.shape, mistakes, f"{name} has the shape of {name[1:]}: "
+                                      f"{want.shape}")
+                                     for name, got, want, mistakes in (("dx", dx, x, dx_mistakes),
+                                                                       ("dw", dw, w, dw_mistakes),
+                                                                       ("db", db, b, db_mistakes))])
 
             yield run_check("shapes of dx, dw, db", shapes, error_hint)
             yield run_check(f"db: finite differences, {label}",
@@ -494,14 +504,10 @@ def check_batchnorm_backward(mod):
 
             def shapes(student=student, dgamma_mistakes=dgamma_mistakes, dbeta_mistakes=dbeta_mistakes, x=x, C=C):
                 dx, dgamma, dbeta = student()
-                for name, got, want, mistakes in (("dx", dx, x.shape, ()), ("dgamma", dgamma, (C,), dgamma_mistakes),
-                                                  ("dbeta", dbeta, (C,), dbeta_mistakes)):
-                    result = check_shape(got, want, [m for m in mistakes if isinstance(m[0], tuple)],
-                                         f"{name} should have shape {want}")
-                    if not result.passed:
-                        result.note = f"{name}: {result.note}"
-                        return result
-                return Check(True)
+                return check_shapes([(name, got, want, mistakes, f"{name} should have shape {want}")
+                                     for name, got, want, mistakes in (("dx", dx, x.shape, ()),
+                                                                       ("dgamma", dgamma, (C,), dgamma_mistakes),
+                                                                       ("dbeta", dbeta, (C,), dbeta_mistakes))])
 
             yield run_check("shapes of dx, dgamma, dbeta", shapes, error_hint)
             yield run_check(f"dbeta: finite differences, {label}",
