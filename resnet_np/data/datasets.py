@@ -18,8 +18,8 @@ training pixels (scaled to [0, 1]), per channel, as every tutorial uses them.
 import os
 
 from ..backend import host
-from . import cifar, mnist
-from .download import data_root, ensure_files
+from . import cifar, cifar_png, mnist
+from .download import check_md5, data_root, ensure_files
 
 # The names load_dataset knows, with everything needed to fetch and read them.
 DATASETS = {
@@ -58,6 +58,8 @@ DATASETS = {
         "title": "CIFAR-10",
         "mirrors": ["https://www.cs.toronto.edu/~kriz/"],
         "md5": {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
+        # The lossless PNG copy, read where the official tarball is absent (see cifar_png.py).
+        "png_md5": dict(cifar_png.MD5),
         # One tarball holds both splits.
         "train_files": ("cifar-10-python.tar.gz",),
         "test_files": ("cifar-10-python.tar.gz",),
@@ -131,18 +133,35 @@ def _read(name, paths, train):
     return mnist.read_images_and_labels(*paths)
 
 
+def _png_copy_instead(folder, info):
+    """True where CIFAR-10's official tarball is absent but all the PNG archives are there."""
+    if os.path.isfile(os.path.join(folder, next(iter(info["md5"])))):
+        return False
+    return all(os.path.isfile(os.path.join(folder, file)) for file in info["png_md5"])
+
+
 def load_dataset(name, root=None, train=True, download=True):
     """The training (``train=True``) or test split of ``name`` as a ``Dataset``.
 
     ``name`` is one of "mnist", "fashion-mnist", "cifar10". The files are
     looked for in ``root/<name>/`` (``root`` defaults as explained in
     ``resnet_np.data.download``), MD5-checked, and downloaded first if
-    missing and ``download`` is true.
+    missing and ``download`` is true. For CIFAR-10, the official
+    ``cifar-10-python.tar.gz`` is preferred; where it is absent but the three
+    PNG archives of ``cifar_png.py`` are there, those are read instead (their
+    decoded arrays cached, see ``cifar_png.cache_folder``).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
     info = DATASETS[name]
     folder = os.path.join(data_root(root), name)
+    if name == "cifar10" and _png_copy_instead(folder, info):
+        split = "train" if train else "test"
+        md5s = {file: info["png_md5"][file] for file in cifar_png.ARCHIVES[split]}
+        for file, md5 in md5s.items():
+            check_md5(os.path.join(folder, file), md5, info["mirrors"])
+        images, labels = cifar_png.read_split(folder, split, md5s)
+        return Dataset(images, labels, info["classes"], info["mean"], info["std"], name=name)
     files = info["train_files"] if train else info["test_files"]
     md5s = {file: info["md5"][file] for file in files}
     split = "training" if train else "test"
