@@ -82,7 +82,7 @@ def test_conv2d_in_several_chunks_of_images(monkeypatch, k, s, p):
     conv = L.Conv2d(3, 4, k, stride=s, padding=p).astype("float64")
     x = randn(7, 3, 6, 6)
     expected = L.conv2d_naive(x, conv.weight.data, conv.bias.data, stride=s, padding=p)
-    assert conv._images_per_chunk(np, 7, 8, positions) == 2
+    assert conv_module.images_per_chunk(np, 7, 3 * k * k, positions, 8) == 2
     assert rel_error(conv(x), expected) < 1e-12
     check_module(conv, x)
 

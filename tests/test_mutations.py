@@ -102,7 +102,7 @@ def test_conv_dweight_transposed_is_caught(broken_cls):
     assert_caught(L.Conv2d(3, 3, 3, padding=1), broken_cls(3, 3, 3, padding=1), randn(2, 3, 5, 5))
 
 
-def col2im_assign_instead_of_add(dcols, dx_pad, kernel_size, stride, out_size):
+def col2im_assign_instead_of_add(dcols, dx_pad, kernel_size, stride, out_size, dilation=(1, 1)):
     """The layer's col2im (the strided form), overwriting where windows overlap instead of summing."""
     C, B = dx_pad.shape[:2]
     (KH, KW), (SH, SW), (OH, GW) = kernel_size, stride, out_size
@@ -119,6 +119,43 @@ def test_col2im_that_does_not_sum_overlaps_is_caught(monkeypatch):
     monkeypatch.setattr(conv_module, "col2im_cf", col2im_assign_instead_of_add)
     with pytest.raises(GradcheckError, match="input"):
         check_module(L.Conv2d(2, 3, 3, stride=2), x)
+
+
+class ConvTransposedWithoutFlip(L.Conv2d):
+    """The stride-1 input gradient as a convolution of dout, but with the kernel not rotated by 180 degrees."""
+
+    def _input_grad_transposed(self, dout):
+        G = self.groups
+        F, Cg, KH, KW = self.weight.shape
+        w = self.weight.data.reshape(G, F // G, Cg, KH, KW)
+        w_t = w.transpose(0, 2, 1, 3, 4).reshape(G * Cg, (F // G) * KH * KW)
+        (PH, PW), (DH, DW) = self.padding, self.dilation
+        return conv_module.conv2d_im2col(dout, w_t, (KH, KW), (1, 1), (DH * (KH - 1) - PH, DW * (KW - 1) - PW),
+                                         self.dilation, G)
+
+
+class ConvTransposedUngrouped(L.Conv2d):
+    """The stride-1 input gradient with the channels swapped across the whole weight, ignoring the groups."""
+
+    def _input_grad_transposed(self, dout):
+        F, Cg, KH, KW = self.weight.shape
+        w_t = self.weight.data[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(Cg, F * KH * KW)
+        (PH, PW), (DH, DW) = self.padding, self.dilation
+        dx = conv_module.conv2d_im2col(dout, w_t, (KH, KW), (1, 1), (DH * (KH - 1) - PH, DW * (KW - 1) - PW),
+                                       self.dilation, 1)                      # (N, C/G, H, W)
+        return dx.repeat(self.groups, axis=1)
+
+
+def test_transposed_convolution_without_flip_is_caught():
+    x = randn(2, 2, 5, 5)
+    assert_caught(L.Conv2d(2, 3, 3, padding=1), ConvTransposedWithoutFlip(2, 3, 3, padding=1), x)
+    assert_caught(L.Conv2d(2, 3, (3, 2), padding=(2, 0), dilation=(1, 2)),
+                  ConvTransposedWithoutFlip(2, 3, (3, 2), padding=(2, 0), dilation=(1, 2)), x)
+
+
+def test_transposed_convolution_ignoring_groups_is_caught():
+    assert_caught(L.Conv2d(4, 6, 3, padding=1, groups=2), ConvTransposedUngrouped(4, 6, 3, padding=1, groups=2),
+                  randn(2, 4, 5, 5))
 
 
 class ConvForgetsBiasSum(L.Conv2d):

@@ -8,27 +8,35 @@ from ..module import Module, Parameter
 from .im2col import col2im_cf, conv_grid_width, conv_output_size, im2col_cf, pad2d
 
 
-def conv2d_naive(x, weight, bias=None, stride=1, padding=0):
+def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Direct convolution, one output position at a time: slow, obviously right.
 
-        out[n, f, oh, ow] = b[f] + sum_{c, i, j} x_pad[n, c, oh*SH + i, ow*SW + j] * W[f, c, i, j]
+        out[n, f, oh, ow] = b[f] + sum_{c, i, j} x_pad[n, g*Cg + c, oh*SH + i*DH, ow*SW + j*DW] * W[f, c, i, j]
 
-    x: (N, C, H, W), weight: (F, C, KH, KW), bias: (F,) or None -> (N, F, OH, OW).
+    with G groups: output channel f belongs to group g = f // (F/G) and sees
+    only that group's Cg = C/G input channels (c runs over 0..Cg-1).
+    x: (N, C, H, W), weight: (F, C/G, KH, KW), bias: (F,) or None -> (N, F, OH, OW).
     Kept for teaching and as the reference the fast layer is tested against.
     """
     xp = get_array_module(x)
     SH, SW = pair(stride, "stride", "conv2d_naive", 1)
     PH, PW = pair(padding, "padding", "conv2d_naive", 0)
+    DH, DW = pair(dilation, "dilation", "conv2d_naive", 1)
     N, C, H, W = x.shape
-    F, _, KH, KW = weight.shape
-    OH = conv_output_size(H, KH, SH, PH)
-    OW = conv_output_size(W, KW, SW, PW)
+    F, Cg, KH, KW = weight.shape
+    G = C // Cg
+    Fg = F // G
+    OH = conv_output_size(H, DH * (KH - 1) + 1, SH, PH)
+    OW = conv_output_size(W, DW * (KW - 1) + 1, SW, PW)
     x_pad = pad2d(x, PH, PW)
     out = xp.zeros((N, F, OH, OW), dtype=x.dtype)
     for oh in range(OH):
         for ow in range(OW):
-            window = x_pad[:, :, oh * SH:oh * SH + KH, ow * SW:ow * SW + KW]  # (N, C, KH, KW)
-            out[:, :, oh, ow] = xp.tensordot(window, weight, axes=([1, 2, 3], [1, 2, 3]))
+            window = x_pad[:, :, oh * SH:oh * SH + DH * (KH - 1) + 1:DH,
+                           ow * SW:ow * SW + DW * (KW - 1) + 1:DW]  # (N, C, KH, KW)
+            for g in range(G):
+                out[:, g * Fg:(g + 1) * Fg, oh, ow] = xp.tensordot(
+                    window[:, g * Cg:(g + 1) * Cg], weight[g * Fg:(g + 1) * Fg], axes=([1, 2, 3], [1, 2, 3]))
     if bias is not None:
         out += bias.reshape(1, F, 1, 1)
     return out
@@ -41,6 +49,58 @@ CPU_CHUNK_BYTES = 2 ** 21
 # ... but at least this many columns: a matrix product only a few dozen
 # columns wide (deep layers with tiny maps) runs at a fraction of BLAS's speed.
 MIN_CHUNK_COLUMNS = 512
+
+
+def images_per_chunk(xp, N, rows, positions, itemsize):
+    """How many images' cols (``rows`` x ``positions`` each) fit in the chunk budget (the whole batch on a GPU)."""
+    if xp.__name__ != "numpy":
+        return N
+    by_bytes = CPU_CHUNK_BYTES // (rows * positions * itemsize)
+    by_columns = -(-MIN_CHUNK_COLUMNS // positions)  # ceil
+    return max(1, min(N, max(by_bytes, by_columns)))
+
+
+def grouped_matmul(w_mat, cols, groups):
+    """(F, Cg*KH*KW) weights times (G*Cg*KH*KW, P) cols -> (F, P), group by group.
+
+    Group g's output channels (rows g*F/G ...) see only group g's block of
+    rows of cols; all G products run as one batched matrix product.
+    """
+    if groups == 1:
+        return w_mat @ cols
+    F, K = w_mat.shape
+    P = cols.shape[1]
+    return (w_mat.reshape(groups, F // groups, K) @ cols.reshape(groups, K, P)).reshape(F, P)
+
+
+def conv2d_im2col(x, w_mat, kernel_size, stride, padding, dilation=(1, 1), groups=1, bias=None):
+    """out (N, F, OH, OW) of a convolution of x (N, C, H, W), weight as a matrix (F, C/G*KH*KW).
+
+    The images go through in chunks: each chunk is transposed to channels
+    first into a zero-padded buffer (C, B, Hp + 1, Wp), unrolled by im2col
+    into cols (C*KH*KW, B*OH*GW), multiplied, and transposed back.
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    F = w_mat.shape[0]
+    (KH, KW), (SH, SW), (PH, PW), (DH, DW) = kernel_size, stride, padding, dilation
+    OH = conv_output_size(H, DH * (KH - 1) + 1, SH, PH)
+    OW = conv_output_size(W, DW * (KW - 1) + 1, SW, PW)
+    GW = conv_grid_width(W, KW, stride, PW, DW)     # columns per output row in cols (see im2col.py)
+    B = images_per_chunk(xp, N, C * KH * KW, OH * GW, x.dtype.itemsize)
+
+    out = xp.empty((N, F, OH, OW), dtype=x.dtype)
+    x_pad = xp.zeros((C, B, H + 2 * PH + 1, W + 2 * PW), dtype=x.dtype)  # borders stay zero
+    cols = xp.empty((C * KH * KW, B * OH * GW), dtype=x.dtype)
+    for n0 in range(0, N, B):
+        b = min(B, N - n0)
+        x_pad[:, :b, PH:PH + H, PW:PW + W] = x[n0:n0 + b].transpose(1, 0, 2, 3)
+        cols_b = im2col_cf(x_pad[:, :b], kernel_size, stride, (OH, GW), cols[:, :b * OH * GW], dilation)
+        out_b = grouped_matmul(w_mat, cols_b, groups).reshape(F, b, OH, GW)[:, :, :, :OW]  # (F, b, OH, OW)
+        if bias is not None:
+            out_b += bias.reshape(F, 1, 1, 1)
+        out[n0:n0 + b] = out_b.transpose(1, 0, 2, 3)
+    return out
 
 
 class Conv2d(Module):
@@ -59,24 +119,44 @@ class Conv2d(Module):
         dcols  = W_mat.T @ D                             (C*KH*KW, N*OH*OW)
         dx     = col2im(dcols)                           (N, C, H, W)
 
-    Both passes run over the batch a few images at a time (the columns of D
+    At stride 1 the last two lines have a faster equivalent: each input pixel
+    receives W[f, c, i, j] * dout from the output KH-1-i rows and KW-1-j
+    columns away, so dx is itself a convolution — of dout, padded by
+    D*(K-1) - P, with the kernel flipped (rotated 180 degrees) and its in/out
+    channels swapped (the "transposed convolution"). That costs one im2col
+    (copies) and one product whose inner dimension is F*KH*KW, instead of a
+    product with inner dimension F followed by col2im's KH*KW additions.
+
+    Every pass runs over the batch a few images at a time (the columns of D
     and cols split by image), so ``cols`` never exists for the whole batch:
     it stays in cache, and the backward pass recomputes it from x rather than
     keeping KH*KW copies of every input alive between the passes.
 
-    ``weight`` has PyTorch's shape (out_channels, in_channels, KH, KW) and is
-    initialised as torchvision's ResNet does (He normal, fan_out). The input
-    and output are ordinary (N, C, H, W) arrays.
+    ``groups`` = G splits the channels into G independent convolutions
+    (C/G inputs -> F/G outputs each; ResNeXt's "cardinality"; G = C is a
+    depthwise convolution): the weight is (F, C/G, KH, KW) and each product
+    above becomes G products, one per block of rows (``grouped_matmul``).
+    ``dilation`` spreads the kernel taps D pixels apart.
+
+    ``weight`` has PyTorch's shape (out_channels, in_channels/groups, KH, KW)
+    and is initialised as torchvision's ResNet does (He normal, fan_out).
+    The input and output are ordinary (N, C, H, W) arrays.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True):
         super().__init__()
         self.in_channels = positive_int(in_channels, "in_channels", "Conv2d")
         self.out_channels = positive_int(out_channels, "out_channels", "Conv2d")
         self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d", 1)
         self.stride = pair(stride, "stride", "Conv2d", 1)
         self.padding = pair(padding, "padding", "Conv2d", 0)
-        shape = (out_channels, in_channels) + self.kernel_size
+        self.dilation = pair(dilation, "dilation", "Conv2d", 1)
+        self.groups = positive_int(groups, "groups", "Conv2d")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
+                             f"divisible by groups ({groups})")
+        shape = (out_channels, in_channels // groups) + self.kernel_size
         self.weight = Parameter(init.kaiming_normal(shape, mode="fan_out"))
         fan_in, _ = init.fans(shape)
         self.bias = Parameter(init.uniform_fan_in((out_channels,), fan_in)) if bias else None
@@ -88,30 +168,16 @@ class Conv2d(Module):
         check_dim(self, x, 1, self.in_channels, "input channels")
         check_not_empty_image(self, x)
         N, C, H, W = x.shape
-        (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
-        if KH > H + 2 * PH or KW > W + 2 * PW:
+        (KH, KW), (PH, PW), (DH, DW) = self.kernel_size, self.padding, self.dilation
+        if DH * (KH - 1) + 1 > H + 2 * PH or DW * (KW - 1) + 1 > W + 2 * PW:
+            dilated = f" (dilated to {DH * (KH - 1) + 1}x{DW * (KW - 1) + 1})" if (DH, DW) != (1, 1) else ""
             raise ValueError(
-                f"{layer_name(self)}: kernel {KH}x{KW} is larger than the padded input "
+                f"{layer_name(self)}: kernel {KH}x{KW}{dilated} is larger than the padded input "
                 f"{H + 2 * PH}x{W + 2 * PW} (input {H}x{W}, padding {PH},{PW})"
             )
-        OH, OW = conv_output_size(H, KH, SH, PH), conv_output_size(W, KW, SW, PW)
-        GW = conv_grid_width(W, KW, self.stride, PW)     # columns per output row in cols (see im2col.py)
-        xp = get_array_module(x)
-        F = self.out_channels
-        w_mat = self.weight.data.reshape(F, -1)                             # (F, C*KH*KW)
-        B = self._images_per_chunk(xp, N, x.dtype.itemsize, OH * GW)
-
-        out = xp.empty((N, F, OH, OW), dtype=x.dtype)
-        x_pad = xp.zeros((C, B, H + 2 * PH + 1, W + 2 * PW), dtype=x.dtype)  # borders stay zero
-        cols = xp.empty((C * KH * KW, B * OH * GW), dtype=x.dtype)
-        for n0 in range(0, N, B):
-            b = min(B, N - n0)
-            x_pad[:, :b, PH:PH + H, PW:PW + W] = x[n0:n0 + b].transpose(1, 0, 2, 3)
-            cols_b = im2col_cf(x_pad[:, :b], self.kernel_size, self.stride, (OH, GW), cols[:, :b * OH * GW])
-            out_b = (w_mat @ cols_b).reshape(F, b, OH, GW)[:, :, :, :OW]      # (F, b, OH, OW)
-            if self.bias is not None:
-                out_b += self.bias.data.reshape(F, 1, 1, 1)
-            out[n0:n0 + b] = out_b.transpose(1, 0, 2, 3)
+        w_mat = self.weight.data.reshape(self.out_channels, -1)            # (F, C/G*KH*KW)
+        bias = self.bias.data if self.bias is not None else None
+        out = conv2d_im2col(x, w_mat, self.kernel_size, self.stride, self.padding, self.dilation, self.groups, bias)
         self._cache = (x, out.shape)
         return out
 
@@ -119,48 +185,86 @@ class Conv2d(Module):
         check_forward_done(self, self._cache)
         x, out_shape = self._cache
         check_dout(self, dout, out_shape)
+        if self.weight.requires_grad:
+            self.weight.accumulate_grad(self._weight_grad(x, dout))
+        if self.bias is not None and self.bias.requires_grad:
+            self.bias.accumulate_grad(dout.sum(axis=(0, 2, 3)))
+        if self._transposed_conv_applies():
+            return self._input_grad_transposed(dout)
+        return self._input_grad_col2im(x.shape, dout)
+
+    def _weight_grad(self, x, dout):
+        """dW = D @ cols.T, summed over chunks of images; cols recomputed from x."""
         xp = get_array_module(dout)
         N, C, H, W = x.shape
-        F, OH, OW = out_shape[1:]
-        (KH, KW), (PH, PW) = self.kernel_size, self.padding
-        GW = conv_grid_width(W, KW, self.stride, PW)
-        w_mat = self.weight.data.reshape(F, -1)
-        need_dw = self.weight.requires_grad
-        B = self._images_per_chunk(xp, N, x.dtype.itemsize, OH * GW)
+        F, OH, OW = dout.shape[1:]
+        G = self.groups
+        (KH, KW), (PH, PW), (DH, DW) = self.kernel_size, self.padding, self.dilation
+        GW = conv_grid_width(W, KW, self.stride, PW, DW)
+        K = C // G * KH * KW
+        B = images_per_chunk(xp, N, C * KH * KW, OH * GW, x.dtype.itemsize)
 
-        dx = xp.empty(x.shape, dtype=dout.dtype)
-        dw_mat = xp.zeros(w_mat.shape, dtype=dout.dtype) if need_dw else None
+        dw_t = xp.zeros((G, K, F // G), dtype=dout.dtype)       # dW transposed, group by group
         x_pad = xp.zeros((C, B, H + 2 * PH + 1, W + 2 * PW), dtype=x.dtype)
-        dx_pad = xp.empty_like(x_pad)
-        d_grid = xp.zeros((F, B, OH, GW), dtype=dout.dtype)   # junk columns stay zero: they add nothing
+        d_grid = xp.zeros((F, B, OH, GW), dtype=dout.dtype)     # junk columns stay zero: they add nothing
         cols = xp.empty((C * KH * KW, B * OH * GW), dtype=x.dtype)
         for n0 in range(0, N, B):
             b = min(B, N - n0)
             d_grid[:, :b, :, :OW] = dout[n0:n0 + b].transpose(1, 0, 2, 3)
-            d_b = d_grid[:, :b].reshape(F, b * OH * GW)                    # D's columns of these images
-            if need_dw:  # cols again, from x: cheaper than having kept it since the forward pass
-                x_pad[:, :b, PH:PH + H, PW:PW + W] = x[n0:n0 + b].transpose(1, 0, 2, 3)
-                cols_b = im2col_cf(x_pad[:, :b], self.kernel_size, self.stride, (OH, GW), cols[:, :b * OH * GW])
-                dw_mat += d_b @ cols_b.T
-            dcols = w_mat.T @ d_b                                           # (C*KH*KW, b*OH*GW)
+            d_b = d_grid[:, :b].reshape(G, F // G, b * OH * GW)              # D's columns of these images
+            x_pad[:, :b, PH:PH + H, PW:PW + W] = x[n0:n0 + b].transpose(1, 0, 2, 3)
+            cols_b = im2col_cf(x_pad[:, :b], self.kernel_size, self.stride, (OH, GW), cols[:, :b * OH * GW],
+                               self.dilation)
+            # cols @ D.T rather than D @ cols.T: the same numbers, but BLAS runs this
+            # orientation about twice as fast when F is small (the result is tiny).
+            dw_t += cols_b.reshape(G, K, b * OH * GW) @ d_b.transpose(0, 2, 1)
+        return dw_t.transpose(0, 2, 1).reshape(self.weight.shape)
+
+    def _transposed_conv_applies(self):
+        """dx as a convolution needs stride 1 and padding P <= D*(K-1) (else the padding would be negative)."""
+        (KH, KW), (PH, PW), (DH, DW) = self.kernel_size, self.padding, self.dilation
+        return self.stride == (1, 1) and PH <= DH * (KH - 1) and PW <= DW * (KW - 1)
+
+    def _input_grad_transposed(self, dout):
+        """dx = dout convolved with the flipped kernel, channels swapped within each group (stride 1)."""
+        G = self.groups
+        F, Cg, KH, KW = self.weight.shape
+        (PH, PW), (DH, DW) = self.padding, self.dilation
+        # w_t[g*Cg + c, f, i, j] = W[g*F/G + f, c, KH-1-i, KW-1-j]
+        w_flip = self.weight.data[:, :, ::-1, ::-1].reshape(G, F // G, Cg, KH, KW)
+        w_t = w_flip.transpose(0, 2, 1, 3, 4).reshape(G * Cg, (F // G) * KH * KW)
+        return conv2d_im2col(dout, w_t, (KH, KW), (1, 1), (DH * (KH - 1) - PH, DW * (KW - 1) - PW),
+                             self.dilation, G)
+
+    def _input_grad_col2im(self, x_shape, dout):
+        """dx = col2im(W_mat.T @ D), chunk by chunk (any stride)."""
+        xp = get_array_module(dout)
+        N, C, H, W = x_shape
+        F, OH, OW = dout.shape[1:]
+        G = self.groups
+        (KH, KW), (PH, PW), (DH, DW) = self.kernel_size, self.padding, self.dilation
+        GW = conv_grid_width(W, KW, self.stride, PW, DW)
+        w_mat_t = self.weight.data.reshape(G, F // G, -1).transpose(0, 2, 1)   # (G, Cg*KH*KW, F/G)
+        B = images_per_chunk(xp, N, C * KH * KW, OH * GW, dout.dtype.itemsize)
+
+        dx = xp.empty(x_shape, dtype=dout.dtype)
+        dx_pad = xp.empty((C, B, H + 2 * PH + 1, W + 2 * PW), dtype=dout.dtype)
+        d_grid = xp.zeros((F, B, OH, GW), dtype=dout.dtype)
+        for n0 in range(0, N, B):
+            b = min(B, N - n0)
+            d_grid[:, :b, :, :OW] = dout[n0:n0 + b].transpose(1, 0, 2, 3)
+            d_b = d_grid[:, :b].reshape(G, F // G, b * OH * GW)
+            dcols = (w_mat_t @ d_b).reshape(C * KH * KW, b * OH * GW)           # W_mat.T @ D, group by group
             dx_pad[:, :b] = 0
-            col2im_cf(dcols, dx_pad[:, :b], self.kernel_size, self.stride, (OH, GW))
+            col2im_cf(dcols, dx_pad[:, :b], self.kernel_size, self.stride, (OH, GW), self.dilation)
             dx[n0:n0 + b] = dx_pad[:, :b, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3)
-        if need_dw:
-            self.weight.accumulate_grad(dw_mat.reshape(self.weight.shape))
-        if self.bias is not None and self.bias.requires_grad:
-            self.bias.accumulate_grad(dout.sum(axis=(0, 2, 3)))
         return dx
 
-    def _images_per_chunk(self, xp, N, itemsize, positions):
-        """How many images' cols fit in the chunk budget (the whole batch on a GPU)."""
-        if xp.__name__ != "numpy":
-            return N
-        per_image = self.in_channels * self.kernel_size[0] * self.kernel_size[1] * positions * itemsize
-        by_bytes = CPU_CHUNK_BYTES // per_image
-        by_columns = -(-MIN_CHUNK_COLUMNS // positions)  # ceil
-        return max(1, min(N, max(by_bytes, by_columns)))
-
     def extra_repr(self):
+        extra = ""
+        if self.dilation != (1, 1):
+            extra += f", dilation={self.dilation}"
+        if self.groups != 1:
+            extra += f", groups={self.groups}"
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")
+                f"stride={self.stride}, padding={self.padding}{extra}, bias={self.bias is not None}")

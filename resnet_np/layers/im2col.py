@@ -103,21 +103,24 @@ def col2im(cols, x_shape, kernel_size, stride, padding):
 # ---------------------------------------------------------------------------
 
 
-def conv_grid_width(W, kernel_w, stride, padding_w):
+def conv_grid_width(W, kernel_w, stride, padding_w, dilation_w=1):
     """GW: OW in general, the padded width W + 2*PW at stride 1 (see above)."""
     if stride == (1, 1):
         return W + 2 * padding_w
-    return conv_output_size(W, kernel_w, stride[1], padding_w)
+    return conv_output_size(W, dilation_w * (kernel_w - 1) + 1, stride[1], padding_w)
 
 
-def im2col_cf(x_pad, kernel_size, stride, out_size, cols=None):
+def im2col_cf(x_pad, kernel_size, stride, out_size, cols=None, dilation=(1, 1)):
     """Padded channels-first (C, B, Hp + 1, Wp) -> cols (C*KH*KW, B*OH*GW); out_size is (OH, GW).
 
     ``cols``, if given, is a buffer of that shape to fill (reused between calls).
+    With a dilation (DH, DW), kernel tap (i, j) reads the pixel (i*DH, j*DW)
+    away from the window's corner instead of (i, j): the taps spread out, the
+    copies stay the same.
     """
     xp = get_array_module(x_pad)
     C, B, _, Wp = x_pad.shape
-    (KH, KW), (SH, SW), (OH, GW) = kernel_size, stride, out_size
+    (KH, KW), (SH, SW), (OH, GW), (DH, DW) = kernel_size, stride, out_size, dilation
     if cols is None:
         cols = xp.empty((C * KH * KW, B * OH * GW), dtype=x_pad.dtype)
     if stride == (1, 1):
@@ -125,33 +128,33 @@ def im2col_cf(x_pad, kernel_size, stride, out_size, cols=None):
         taps = cols.reshape(C, KH, KW, B, OH * GW)
         for i in range(KH):
             for j in range(KW):
-                start = i * Wp + j
+                start = i * DH * Wp + j * DW
                 taps[:, i, j] = flat[:, :, start:start + OH * GW]
     else:
         taps = cols.reshape(C, KH, KW, B, OH, GW)
         for i in range(KH):
             for j in range(KW):
-                taps[:, i, j] = x_pad[:, :, i:i + SH * OH:SH, j:j + SW * GW:SW]
+                taps[:, i, j] = x_pad[:, :, i * DH:i * DH + SH * OH:SH, j * DW:j * DW + SW * GW:SW]
     return cols
 
 
-def col2im_cf(dcols, dx_pad, kernel_size, stride, out_size):
+def col2im_cf(dcols, dx_pad, kernel_size, stride, out_size, dilation=(1, 1)):
     """The adjoint of ``im2col_cf``: adds cols (C*KH*KW, B*OH*GW) into dx_pad (C, B, Hp + 1, Wp).
 
     ``dx_pad`` must start at zero; pixels under several windows collect the sum.
     """
     C, B, _, Wp = dx_pad.shape
-    (KH, KW), (SH, SW), (OH, GW) = kernel_size, stride, out_size
+    (KH, KW), (SH, SW), (OH, GW), (DH, DW) = kernel_size, stride, out_size, dilation
     if stride == (1, 1):
         flat = dx_pad.reshape(C, B, -1)
         taps = dcols.reshape(C, KH, KW, B, OH * GW)
         for i in range(KH):
             for j in range(KW):
-                start = i * Wp + j
+                start = i * DH * Wp + j * DW
                 flat[:, :, start:start + OH * GW] += taps[:, i, j]
     else:
         taps = dcols.reshape(C, KH, KW, B, OH, GW)
         for i in range(KH):
             for j in range(KW):
-                dx_pad[:, :, i:i + SH * OH:SH, j:j + SW * GW:SW] += taps[:, i, j]
+                dx_pad[:, :, i * DH:i * DH + SH * OH:SH, j * DW:j * DW + SW * GW:SW] += taps[:, i, j]
     return dx_pad
