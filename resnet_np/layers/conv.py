@@ -1,6 +1,6 @@
 """2-D convolution: a naive reference and the im2col layer used in practice."""
 
-from .. import init
+from .. import init, parallel
 from ..backend import get_array_module
 from ..checks import (check_dim, check_dout, check_float_input, check_forward_done, check_not_empty_image, layer_name,
                       pair, positive_int)
@@ -90,16 +90,20 @@ def conv2d_im2col(x, w_mat, kernel_size, stride, padding, dilation=(1, 1), group
     B = images_per_chunk(xp, N, C * KH * KW, OH * GW, x.dtype.itemsize)
 
     out = xp.empty((N, F, OH, OW), dtype=x.dtype)
-    x_pad = xp.zeros((C, B, H + 2 * PH + 1, W + 2 * PW), dtype=x.dtype)  # borders stay zero
-    cols = xp.empty((C * KH * KW, B * OH * GW), dtype=x.dtype)
-    for n0 in range(0, N, B):
-        b = min(B, N - n0)
-        x_pad[:, :b, PH:PH + H, PW:PW + W] = x[n0:n0 + b].transpose(1, 0, 2, 3)
-        cols_b = im2col_cf(x_pad[:, :b], kernel_size, stride, (OH, GW), cols[:, :b * OH * GW], dilation)
-        out_b = grouped_matmul(w_mat, cols_b, groups).reshape(F, b, OH, GW)[:, :, :, :OW]  # (F, b, OH, OW)
-        if bias is not None:
-            out_b += bias.reshape(F, 1, 1, 1)
-        out[n0:n0 + b] = out_b.transpose(1, 0, 2, 3)
+
+    def images(n_start, n_stop):  # one thread's share of the batch, with buffers of its own
+        x_pad = xp.zeros((C, B, H + 2 * PH + 1, W + 2 * PW), dtype=x.dtype)  # borders stay zero
+        cols = xp.empty((C * KH * KW, B * OH * GW), dtype=x.dtype)
+        for n0 in range(n_start, n_stop, B):
+            b = min(B, n_stop - n0)
+            x_pad[:, :b, PH:PH + H, PW:PW + W] = x[n0:n0 + b].transpose(1, 0, 2, 3)
+            cols_b = im2col_cf(x_pad[:, :b], kernel_size, stride, (OH, GW), cols[:, :b * OH * GW], dilation)
+            out_b = grouped_matmul(w_mat, cols_b, groups).reshape(F, b, OH, GW)[:, :, :, :OW]  # (F, b, OH, OW)
+            if bias is not None:
+                out_b += bias.reshape(F, 1, 1, 1)
+            out[n0:n0 + b] = out_b.transpose(1, 0, 2, 3)
+
+    parallel.for_each_part(images, N, min_part=B, xp=xp)
     return out
 
 
@@ -130,7 +134,9 @@ class Conv2d(Module):
     Every pass runs over the batch a few images at a time (the columns of D
     and cols split by image), so ``cols`` never exists for the whole batch:
     it stays in cache, and the backward pass recomputes it from x rather than
-    keeping KH*KW copies of every input alive between the passes.
+    keeping KH*KW copies of every input alive between the passes. On the
+    CPU the images are shared out among threads, one share per core
+    (``resnet_np.parallel``), since im2col's copies run on one core only.
 
     ``groups`` = G splits the channels into G independent convolutions
     (C/G inputs -> F/G outputs each; ResNeXt's "cardinality"; G = C is a
@@ -204,20 +210,27 @@ class Conv2d(Module):
         K = C // G * KH * KW
         B = images_per_chunk(xp, N, C * KH * KW, OH * GW, x.dtype.itemsize)
 
-        dw_t = xp.zeros((G, K, F // G), dtype=dout.dtype)       # dW transposed, group by group
-        x_pad = xp.zeros((C, B, H + 2 * PH + 1, W + 2 * PW), dtype=x.dtype)
-        d_grid = xp.zeros((F, B, OH, GW), dtype=dout.dtype)     # junk columns stay zero: they add nothing
-        cols = xp.empty((C * KH * KW, B * OH * GW), dtype=x.dtype)
-        for n0 in range(0, N, B):
-            b = min(B, N - n0)
-            d_grid[:, :b, :, :OW] = dout[n0:n0 + b].transpose(1, 0, 2, 3)
-            d_b = d_grid[:, :b].reshape(G, F // G, b * OH * GW)              # D's columns of these images
-            x_pad[:, :b, PH:PH + H, PW:PW + W] = x[n0:n0 + b].transpose(1, 0, 2, 3)
-            cols_b = im2col_cf(x_pad[:, :b], self.kernel_size, self.stride, (OH, GW), cols[:, :b * OH * GW],
-                               self.dilation)
-            # cols @ D.T rather than D @ cols.T: the same numbers, but BLAS runs this
-            # orientation about twice as fast when F is small (the result is tiny).
-            dw_t += cols_b.reshape(G, K, b * OH * GW) @ d_b.transpose(0, 2, 1)
+        def images(n_start, n_stop):  # one thread's share: its own buffers and its own partial sum
+            dw_t = xp.zeros((G, K, F // G), dtype=dout.dtype)       # dW transposed, group by group
+            x_pad = xp.zeros((C, B, H + 2 * PH + 1, W + 2 * PW), dtype=x.dtype)
+            d_grid = xp.zeros((F, B, OH, GW), dtype=dout.dtype)     # junk columns stay zero: they add nothing
+            cols = xp.empty((C * KH * KW, B * OH * GW), dtype=x.dtype)
+            for n0 in range(n_start, n_stop, B):
+                b = min(B, n_stop - n0)
+                d_grid[:, :b, :, :OW] = dout[n0:n0 + b].transpose(1, 0, 2, 3)
+                d_b = d_grid[:, :b].reshape(G, F // G, b * OH * GW)              # D's columns of these images
+                x_pad[:, :b, PH:PH + H, PW:PW + W] = x[n0:n0 + b].transpose(1, 0, 2, 3)
+                cols_b = im2col_cf(x_pad[:, :b], self.kernel_size, self.stride, (OH, GW), cols[:, :b * OH * GW],
+                                   self.dilation)
+                # cols @ D.T rather than D @ cols.T: the same numbers, but BLAS runs this
+                # orientation about twice as fast when F is small (the result is tiny).
+                dw_t += cols_b.reshape(G, K, b * OH * GW) @ d_b.transpose(0, 2, 1)
+            return dw_t
+
+        parts = parallel.for_each_part(images, N, min_part=B, xp=xp)
+        dw_t = parts[0]
+        for part in parts[1:]:  # in a fixed order: the same sum on every run
+            dw_t += part
         return dw_t.transpose(0, 2, 1).reshape(self.weight.shape)
 
     def _transposed_conv_applies(self):
@@ -248,16 +261,20 @@ class Conv2d(Module):
         B = images_per_chunk(xp, N, C * KH * KW, OH * GW, dout.dtype.itemsize)
 
         dx = xp.empty(x_shape, dtype=dout.dtype)
-        dx_pad = xp.empty((C, B, H + 2 * PH + 1, W + 2 * PW), dtype=dout.dtype)
-        d_grid = xp.zeros((F, B, OH, GW), dtype=dout.dtype)
-        for n0 in range(0, N, B):
-            b = min(B, N - n0)
-            d_grid[:, :b, :, :OW] = dout[n0:n0 + b].transpose(1, 0, 2, 3)
-            d_b = d_grid[:, :b].reshape(G, F // G, b * OH * GW)
-            dcols = (w_mat_t @ d_b).reshape(C * KH * KW, b * OH * GW)           # W_mat.T @ D, group by group
-            dx_pad[:, :b] = 0
-            col2im_cf(dcols, dx_pad[:, :b], self.kernel_size, self.stride, (OH, GW), self.dilation)
-            dx[n0:n0 + b] = dx_pad[:, :b, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3)
+
+        def images(n_start, n_stop):
+            dx_pad = xp.empty((C, B, H + 2 * PH + 1, W + 2 * PW), dtype=dout.dtype)
+            d_grid = xp.zeros((F, B, OH, GW), dtype=dout.dtype)
+            for n0 in range(n_start, n_stop, B):
+                b = min(B, n_stop - n0)
+                d_grid[:, :b, :, :OW] = dout[n0:n0 + b].transpose(1, 0, 2, 3)
+                d_b = d_grid[:, :b].reshape(G, F // G, b * OH * GW)
+                dcols = (w_mat_t @ d_b).reshape(C * KH * KW, b * OH * GW)           # W_mat.T @ D, group by group
+                dx_pad[:, :b] = 0
+                col2im_cf(dcols, dx_pad[:, :b], self.kernel_size, self.stride, (OH, GW), self.dilation)
+                dx[n0:n0 + b] = dx_pad[:, :b, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3)
+
+        parallel.for_each_part(images, N, min_part=B, xp=xp)
         return dx
 
     def extra_repr(self):

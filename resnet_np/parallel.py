@@ -1,0 +1,95 @@
+"""Using every core for the work NumPy does on one.
+
+NumPy runs a large matrix product on all cores (its BLAS is
+multithreaded), but a copy such as im2col — and every elementwise
+operation — on one. On a 2-core machine that leaves half of the processor
+idle for a good part of a convolution. A convolution, though, splits into
+parts that do not depend on each other: the images of a batch. So the
+layers hand each thread a contiguous share of the images (``for_each_part``);
+NumPy releases Python's global interpreter lock inside its copies and
+products, so the threads really do run at the same time.
+
+While they run, BLAS is told to use one thread per call: otherwise each of
+our threads would start BLAS threads of its own, and twice as many threads
+as cores would fight over them. ``threadpoolctl`` is what sets that limit
+(it knows how to talk to OpenBLAS, MKL and BLIS); where it is missing, the
+parts simply run one after the other.
+
+The result does not depend on the timing of the threads: each part writes
+its own slice of the output, and partial sums (a weight gradient) are added
+in the order of the parts. Only the number of threads changes the order of
+those additions, so results can differ in the last bits between a 1-thread
+and a 2-thread run, never between two runs with the same setting.
+
+``set_num_threads(n)`` (or the environment variable ``RESNET_NP_NUM_THREADS``)
+chooses how many threads; the default is the number of cores this process
+may use. On the GPU (CuPy) nothing of this applies: one call does the whole
+batch.
+"""
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+try:
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # pragma: no cover - threadpoolctl is a dependency; this keeps a bare install working
+    ThreadpoolController = None
+
+_num_threads = None
+_pool = None
+_controller = None
+
+
+def _default_num_threads():
+    if os.environ.get("RESNET_NP_NUM_THREADS"):
+        return int(os.environ["RESNET_NP_NUM_THREADS"])
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def get_num_threads():
+    """How many threads the layers use on the CPU."""
+    global _num_threads
+    if _num_threads is None:
+        _num_threads = max(1, _default_num_threads())
+    return _num_threads
+
+
+def set_num_threads(n):
+    """Use ``n`` threads (1: everything in the calling thread, BLAS as configured)."""
+    global _num_threads, _pool
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    _num_threads = n
+    if _pool is not None:
+        _pool.shutdown()
+        _pool = None
+
+
+def _blas_one_thread():
+    """A context in which BLAS uses one thread per call."""
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")
+
+
+def for_each_part(fn, N, min_part=1, xp=None):
+    """Call ``fn(n0, n1)`` on contiguous parts of range(N), in parallel; return the results in order.
+
+    At most one part per thread, each at least ``min_part`` long (a part
+    too small is not worth a thread). With one thread, threadpoolctl
+    missing, or ``xp`` not NumPy (a GPU), this is simply ``[fn(0, N)]``.
+    """
+    global _pool
+    threads = min(get_num_threads(), max(1, N // max(min_part, 1)))
+    if threads == 1 or ThreadpoolController is None or (xp is not None and xp.__name__ != "numpy"):
+        return [fn(0, N)]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(get_num_threads(), thread_name_prefix="resnet_np")
+    bounds = [N * t // threads for t in range(threads + 1)]
+    with _blas_one_thread():
+        futures = [_pool.submit(fn, bounds[t], bounds[t + 1]) for t in range(threads)]
+        return [f.result() for f in futures]
