@@ -1,18 +1,64 @@
 """Command line: ``python -m resnet_np {train,finetune,evaluate,demo} ...`` (``--help`` on each)."""
 
 import argparse
+import os
 import sys
 
 MODELS_HELP = "resnet20/32/44/56/110/1202 and plain20/32/44/56/110 (CIFAR-style), resnet18/34/50/101/152, plain18/34"
 
+DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10")
+DATASET_HELP = ("mnist, fashion-mnist, cifar10, or folder:PATH: your own images, one sub-folder per class "
+                "(PATH/<class>/<image>.jpg), a fraction of each class held out as the test set")
+
+
+def dataset_argument(text):
+    """--dataset: one of DATASET_NAMES, or folder:PATH with PATH made absolute.
+
+    Absolute, because the value is saved in the checkpoint, and ``evaluate``
+    or ``--resume`` may run from another working directory.
+    """
+    if text in DATASET_NAMES:
+        return text
+    kind, colon, path = text.partition(":")
+    if kind == "folder" and colon and path:
+        return "folder:" + os.path.abspath(os.path.expanduser(path))
+    raise argparse.ArgumentTypeError(f"unknown dataset {text!r}: expected {', '.join(DATASET_NAMES)} or "
+                                     f"folder:PATH (a folder with one sub-folder of images per class)")
+
+
+def _positive_int(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, at least 1, got {text!r}")
+    return int(text)
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < 1:  # "nan" parses, and fails this test too
+        raise argparse.ArgumentTypeError(f"expected a fraction strictly between 0 and 1, e.g. 0.2, got {text!r}")
+    return value
+
+
+def _add_folder_options(p):
+    """--image-size and --val-fraction: what a folder of images needs and the named datasets have built in."""
+    p.add_argument("--image-size", type=_positive_int, default=None, metavar="N",
+                   help="--dataset folder:PATH only: resize every image to N x N pixels (bilinear) (default: 32)")
+    p.add_argument("--val-fraction", type=_fraction, default=None, metavar="F",
+                   help="--dataset folder:PATH only: hold out this fraction of each class, drawn with --seed, as "
+                        "the test set (default: 0.2)")
+
 
 def _add_train_parser(commands):
     p = commands.add_parser(
-        "train", help="train a ResNet on MNIST, Fashion-MNIST or CIFAR-10",
+        "train", help="train a ResNet on MNIST, Fashion-MNIST, CIFAR-10 or a folder of your images",
         description="Train a ResNet from scratch. The model's input channels and number of classes follow "
                     "the dataset. A checkpoint and a plot of the curves are written to --out after every epoch.")
-    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "cifar10"],
-                   help="dataset to train on (default: mnist)")
+    p.add_argument("--dataset", default="mnist", type=dataset_argument, metavar="DATASET",
+                   help=f"dataset to train on: {DATASET_HELP} (default: mnist)")
+    _add_folder_options(p)
     p.add_argument("--model", default="resnet20", help=f"architecture (default: resnet20): {MODELS_HELP}")
     p.add_argument("--shortcut", default=None, choices=["A", "B"],
                    help="CIFAR-style models: shortcut option A (parameter-free, default) or B (1x1 projection)")
@@ -30,7 +76,7 @@ def _add_train_parser(commands):
     p.add_argument("--warmup-steps", type=int, default=100,
                    help="steps of linear warm-up before the schedule (default: 100)")
     p.add_argument("--augment", default="auto", choices=["auto", "none"],
-                   help="auto: random crops for digits, crops and flips for CIFAR-10 (default: auto)")
+                   help="auto: random crops for digits, crops and flips for CIFAR-10 and folders (default: auto)")
     p.add_argument("--train-size", type=int, default=None,
                    help="use only the first N training images (default: all), for quick runs")
     p.add_argument("--test-size", type=int, default=None,
@@ -58,8 +104,9 @@ def _add_finetune_parser(commands):
     p.add_argument("--from", dest="source", required=True, metavar="CHECKPOINT",
                    help="the starting point: a resnet_np .npz (a model file or a training checkpoint) or a "
                         "torchvision-format .pth/.pt state dict (needs torch and --model), e.g. ImageNet weights")
-    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "cifar10"],
-                   help="dataset of the new task (default: mnist)")
+    p.add_argument("--dataset", default="mnist", type=dataset_argument, metavar="DATASET",
+                   help=f"dataset of the new task: {DATASET_HELP} (default: mnist)")
+    _add_folder_options(p)
     p.add_argument("--classes", default=None,
                    help="learn only these classes, relabelled 0, 1, ...: e.g. '5-9' or '1,3,5' (default: all)")
     p.add_argument("--train-per-class", type=int, default=None,
@@ -91,7 +138,7 @@ def _add_finetune_parser(commands):
     p.add_argument("--warmup-steps", type=int, default=10,
                    help="steps of linear warm-up before the schedule (default: 10)")
     p.add_argument("--augment", default="auto", choices=["auto", "none"],
-                   help="auto: random crops for digits, crops and flips for CIFAR-10 (default: auto)")
+                   help="auto: random crops for digits, crops and flips for CIFAR-10 and folders (default: auto)")
     p.add_argument("--train-size", type=int, default=None,
                    help="use only the first N training images (after --classes/--train-per-class)")
     p.add_argument("--test-size", type=int, default=None,
@@ -111,8 +158,9 @@ def _add_evaluate_parser(commands):
     p = commands.add_parser("evaluate", help="print the test accuracy of a checkpoint",
                             description="Load a checkpoint (or a model file) and print its test accuracy.")
     p.add_argument("--checkpoint", required=True, help="a checkpoint.npz written by train, or a saved model")
-    p.add_argument("--dataset", default=None, choices=["mnist", "fashion-mnist", "cifar10"],
-                   help="default: the dataset the checkpoint was trained on")
+    p.add_argument("--dataset", default=None, type=dataset_argument, metavar="DATASET",
+                   help="default: the dataset the checkpoint was trained on, and for a folder the same held-out "
+                        f"images ({DATASET_HELP})")
     p.add_argument("--batch-size", type=int, default=500, help="images per forward pass (default: 500)")
     p.add_argument("--backend", choices=["numpy", "cupy"], default=None)
     p.add_argument("--data", default=None, help="dataset folder (default: $RESNET_NP_DATA or ~/.cache/resnet_np)")

@@ -4,10 +4,9 @@ import os
 
 from . import backend, finetune
 from .checkpoint import read_training_config
-from .data import DataLoader, load_dataset
-from .models import ARCHITECTURES
+from .data import DataLoader, ImageFolder, load_dataset, split_per_class
+from .models import ARCHITECTURES, weights
 from .models import load as load_model
-from .models import weights
 from .optim import SGD, Adam, CosineAnnealingLR, LinearWarmup, MultiStepLR
 from .train import evaluate, fit
 
@@ -15,10 +14,16 @@ from .train import evaluate, fit
 # still the same class (a mirrored "3" is not a digit).
 AUGMENTATION = {"mnist": "digits", "fashion-mnist": "digits", "cifar10": "cifar"}
 
+# A folder of your own images (--dataset folder:PATH): resized to IMAGE_SIZE x IMAGE_SIZE, and
+# VAL_FRACTION of each class held out as its test set, since a folder has no official one.
+FOLDER = "folder:"
+IMAGE_SIZE = 32
+VAL_FRACTION = 0.2
+
 CIFAR_RESNETS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202")
 
 SETTINGS = ("dataset", "model", "shortcut", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
-            "schedule", "warmup_steps", "augment", "train_size", "test_size", "seed")
+            "schedule", "warmup_steps", "augment", "train_size", "test_size", "seed", "image_size", "val_fraction")
 
 
 def build_model(name, num_classes, in_channels, shortcut=None):
@@ -53,10 +58,73 @@ def build_scheduler(settings, optimizer, total_steps):
     return LinearWarmup(optimizer, warmup_steps=max(warmup, 1), start_factor=0.1, after=after)
 
 
+def folder_of(dataset):
+    """The path of a ``folder:PATH`` dataset; None for a named one (mnist, ...)."""
+    return dataset[len(FOLDER):] if dataset.startswith(FOLDER) else None
+
+
+def _folder_options(settings):
+    """Fill in the defaults of --image-size and --val-fraction for a folder; refuse them for a named dataset.
+
+    A named dataset has its own image size and its own test set, so the two
+    options would silently do nothing there: better to say so.
+    """
+    if folder_of(settings["dataset"]) is None:
+        given = [option for option, key in (("--image-size", "image_size"), ("--val-fraction", "val_fraction"))
+                 if settings[key] is not None]
+        if given:
+            raise ValueError(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} to --dataset "
+                             f"folder:PATH only; {settings['dataset']} has its own image size and test set")
+        return
+    if settings["image_size"] is None:
+        settings["image_size"] = IMAGE_SIZE
+    if settings["val_fraction"] is None:
+        settings["val_fraction"] = VAL_FRACTION
+
+
+def load_splits(settings, root, train=True):
+    """(training set, test set) of ``settings["dataset"]``; the training set is None unless ``train``.
+
+    A named dataset is read from its official files under ``root``, with its
+    official test split. A folder of images (``folder:PATH``) has no test
+    split, so ``val_fraction`` of every class, drawn with ``seed``, is held
+    out and serves as one, after every image was resized to ``image_size``
+    squared. The same settings and the same folder give the same split
+    again: ``--resume`` and ``evaluate`` rely on that (the settings travel in
+    the checkpoint; the folder must not change in between).
+    """
+    path = folder_of(settings["dataset"])
+    if path is None:
+        train_set = load_dataset(settings["dataset"], root=root, train=True) if train else None
+        return train_set, load_dataset(settings["dataset"], root=root, train=False)
+    size = settings.get("image_size") or IMAGE_SIZE  # .get: checkpoints from before these options
+    images = ImageFolder(path).to_dataset(size=size, name=settings["dataset"])
+    train_set, test_set = split_per_class(images, settings.get("val_fraction") or VAL_FRACTION,
+                                          seed=settings.get("seed", 0))
+    if not len(test_set):
+        raise ValueError(f"{path}: no class has two images, so none can be held out to test on: add images")
+    return (train_set if train else None), test_set
+
+
+def _augmentation(settings):
+    """The recipe of --augment auto: the dataset's own, or "cifar" (crops and flips) for a folder of photos."""
+    if settings["augment"] != "auto":
+        return None
+    if folder_of(settings["dataset"]) is not None:
+        return "cifar"  # photos, like CIFAR-10's: a mirror image shows the same class (else --augment none)
+    return AUGMENTATION[settings["dataset"]]
+
+
+def _test_images(dataset):
+    """How the test images of ``dataset`` are called in the messages."""
+    return f"{dataset} test images" if folder_of(dataset) is None else f"held-out images of {dataset}"
+
+
 def _settings_from_args(args):
     settings = {name: getattr(args, name) for name in SETTINGS}
     if settings["lr"] is None:
         settings["lr"] = 0.1 if settings["optimizer"] == "sgd" else 1e-3
+    _folder_options(settings)
     return settings
 
 
@@ -80,8 +148,7 @@ def train_command(args):
     if settings["model"] not in ARCHITECTURES:  # before the data is loaded: fail fast
         build_model(settings["model"], 10, 1)
 
-    train_set = load_dataset(settings["dataset"], root=args.data, train=True)
-    test_set = load_dataset(settings["dataset"], root=args.data, train=False)
+    train_set, test_set = load_splits(settings, args.data)
     if settings["train_size"]:
         train_set = train_set.subset(range(min(settings["train_size"], len(train_set))))
     if settings.get("test_size"):
@@ -90,7 +157,7 @@ def train_command(args):
 
     backend.manual_seed(settings["seed"])
     model = build_model(settings["model"], num_classes, in_channels, settings["shortcut"])
-    augment = AUGMENTATION[settings["dataset"]] if settings["augment"] == "auto" else None
+    augment = _augmentation(settings)
     train_loader = DataLoader(train_set, batch_size=settings["batch_size"], shuffle=True, drop_last=True,
                               seed=settings["seed"], augment=augment)
     test_loader = DataLoader(test_set, batch_size=500, shuffle=False)
@@ -110,13 +177,17 @@ def train_command(args):
     return 130 if history.get("interrupted") else 0
 
 
-def _default_out(dataset, model):
-    return os.path.join("runs", f"{dataset}-{model}")
+def _default_out(dataset, model, prefix=""):
+    """runs/<dataset>-<model>; for folder:PATH, runs/folder-<the folder's name>-<model>."""
+    path = folder_of(dataset)
+    if path is not None:
+        dataset = "folder-" + os.path.basename(os.path.normpath(path))
+    return os.path.join("runs", f"{prefix}{dataset}-{model}")
 
 
 FINETUNE_SETTINGS = ("dataset", "classes", "train_per_class", "model", "freeze", "frozen_bn", "head_lr",
                      "backbone_lr", "epochs", "batch_size", "optimizer", "momentum", "weight_decay", "schedule",
-                     "warmup_steps", "augment", "train_size", "test_size", "seed")
+                     "warmup_steps", "augment", "train_size", "test_size", "seed", "image_size", "val_fraction")
 
 
 def _finetune_model(source, arch, num_classes, in_channels):
@@ -151,14 +222,14 @@ def finetune_command(args):
         settings["backbone_lr"] = settings["head_lr"] / 2
     settings["command"] = "finetune"
     settings["from"] = os.path.abspath(args.source)
+    _folder_options(settings)
     if not os.path.isfile(args.source):
         raise FileNotFoundError(f"no checkpoint file at {args.source}")
     if settings["model"] is not None and settings["model"] not in ARCHITECTURES:  # before loading data
         build_model(settings["model"], 10, 1)
     classes = finetune.parse_classes(settings["classes"]) if settings["classes"] else None
 
-    train_set = load_dataset(settings["dataset"], root=args.data, train=True)
-    test_set = load_dataset(settings["dataset"], root=args.data, train=False)
+    train_set, test_set = load_splits(settings, args.data)
     if classes is not None or settings["train_per_class"] is not None:
         classes = classes if classes is not None else list(range(train_set.num_classes))
         train_set = finetune.select_classes(train_set, classes, settings["train_per_class"], seed=settings["seed"])
@@ -177,7 +248,7 @@ def finetune_command(args):
     model.need_input_grad = False  # nobody uses the gradient of the images: backward may stop early
 
     batch_size = min(settings["batch_size"], len(train_set))
-    augment = AUGMENTATION[settings["dataset"]] if settings["augment"] == "auto" else None
+    augment = _augmentation(settings)
     train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True,
                               seed=settings["seed"], augment=augment)
     test_loader = DataLoader(test_set, batch_size=500, shuffle=False)
@@ -185,7 +256,7 @@ def finetune_command(args):
     optimizer = build_optimizer(dict(settings, lr=settings["head_lr"]), groups)
     scheduler = build_scheduler(settings, optimizer, settings["epochs"] * len(train_loader))
 
-    out = args.out or os.path.join("runs", f"finetune-{settings['dataset']}-{model.arch}")
+    out = args.out or _default_out(settings["dataset"], model.arch, prefix="finetune-")
     n_params = sum(p.size for p in model.parameters())
     n_trainable = sum(p.size for p in model.parameters() if p.requires_grad)
     rates = ", ".join(f"{g['name']} lr {g['initial_lr']:g}" for g in optimizer.param_groups)  # before warm-up
@@ -214,9 +285,11 @@ def evaluate_command(args):
     if dataset is None:
         raise ValueError(f"{args.checkpoint} does not say which dataset it was trained on: pass --dataset")
     model = load_model(args.checkpoint)
-    test_set = load_dataset(dataset, root=args.data, train=False)
+    # The checkpoint's own dataset: its settings (a folder's image size, held-out fraction and seed) apply.
+    settings = dict(config) if dataset == config.get("dataset") else {"dataset": dataset}
+    _, test_set = load_splits(settings, args.data, train=False)
     if config.get("classes") and dataset == config.get("dataset"):  # a model fine-tuned on some classes
         test_set = finetune.select_classes(test_set, finetune.parse_classes(config["classes"]))
     loss, accuracy = evaluate(model, DataLoader(test_set, batch_size=args.batch_size, shuffle=False))
-    print(f"test accuracy: {accuracy:.2%} on the {len(test_set):,} {dataset} test images (loss {loss:.4f})")
+    print(f"test accuracy: {accuracy:.2%} on the {len(test_set):,} {_test_images(dataset)} (loss {loss:.4f})")
     return 0
