@@ -3,6 +3,7 @@
 from .add import Add
 from .batchnorm import BatchNorm2d
 from .conv import Conv2d, conv2d_naive
+from .dropout import Dropout
 from .flatten import Flatten
 from .im2col import col2im, conv_output_size, im2col
 from .linear import Linear
@@ -12,6 +13,6 @@ from .relu import ReLU
 from .sequential import Sequential
 
 __all__ = [
-    "Add", "BatchNorm2d", "Conv2d", "conv2d_naive", "Flatten", "col2im", "conv_output_size", "im2col",
+    "Add", "BatchNorm2d", "Conv2d", "conv2d_naive", "Dropout", "Flatten", "col2im", "conv_output_size", "im2col",
     "Linear", "NonFiniteLossError", "SoftmaxCrossEntropy", "GlobalAvgPool2d", "MaxPool2d", "maxpool2d_naive", "ReLU", "Sequential",
 ]
