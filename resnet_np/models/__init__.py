@@ -4,10 +4,13 @@ from .basic_block import BasicBlock
 from .bottleneck import Bottleneck
 from .cifar import (CifarResNet, plain20, plain32, plain44, plain56, plain110, resnet20, resnet32, resnet44,
                     resnet56, resnet110, resnet1202)
+from .preact import (PreActBasicBlock, PreActBottleneck, PreActResNet, preact_resnet20, preact_resnet110,
+                     preact_resnet164, preact_resnet1001)
 from .resnet import ResNet, plain18, plain34, resnet18, resnet34, resnet50, resnet101, resnet152
 from .shortcut import ShortcutA
 from .summary import summary
 from .weights import load, load_torch_state_dict, save, save_torch_state_dict
+from .wide import WideResNet, wrn, wrn16_4, wrn16_8, wrn28_10, wrn40_4
 
 # Architecture name -> constructor, so that a saved file's "arch" can be rebuilt.
 ARCHITECTURES = {
@@ -17,6 +20,9 @@ ARCHITECTURES = {
     "resnet110": resnet110, "resnet1202": resnet1202,
     "plain18": plain18, "plain34": plain34,
     "plain20": plain20, "plain32": plain32, "plain44": plain44, "plain56": plain56, "plain110": plain110,
+    "preact_resnet20": preact_resnet20, "preact_resnet110": preact_resnet110, "preact_resnet164": preact_resnet164,
+    "preact_resnet1001": preact_resnet1001,
+    "wrn": wrn, "wrn16_4": wrn16_4, "wrn16_8": wrn16_8, "wrn28_10": wrn28_10, "wrn40_4": wrn40_4,
 }
 
 __all__ = [
@@ -24,5 +30,8 @@ __all__ = [
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "plain18", "plain34",
     "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202",
     "plain20", "plain32", "plain44", "plain56", "plain110",
+    "PreActBasicBlock", "PreActBottleneck", "PreActResNet", "WideResNet",
+    "preact_resnet20", "preact_resnet110", "preact_resnet164", "preact_resnet1001",
+    "wrn", "wrn16_4", "wrn16_8", "wrn28_10", "wrn40_4",
     "save", "load", "load_torch_state_dict", "save_torch_state_dict",
 ]
