@@ -20,9 +20,17 @@ def test_col2im_benchmark_runs(tmp_path):
 def test_benchmark_suite_runs_quick(tmp_path):
     out = tmp_path / "bench.md"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick", "--repeat", "1",
-                    "--out", str(out)], check=True, capture_output=True, cwd=str(tmp_path))
+                    "--rounds", "2", "--out", str(out)], check=True, capture_output=True, cwd=str(tmp_path))
     text = out.read_text()
-    assert "Matrix-product peak" in text and "ResNet-20 training step" in text and "R18 conv3x3" in text
+    assert "Matrix-product peak" in text and "Training steps" in text and "R18 conv3x3" in text
+    assert "grouped conv3x3" in text and "kernel" in text  # the grouped row, and which BLAS kernel ran
+    steps = [line for line in text.splitlines() if line.startswith("| resnet")]
+    assert len(steps) == 3, steps
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return
+    assert all(line.count("x |") == 1 for line in steps), steps  # a ratio against PyTorch on every step row
 
 
 @needs_mnist
