@@ -19,6 +19,19 @@ def channel_sum(a, b=None):
     return xp.einsum("ncp,ncp->c", a.reshape(N, C, H * W), b.reshape(N, C, H * W))
 
 
+def per_channel(v, shape):
+    """The per-channel values ``v`` (C,) spread over a feature map, as a (1, C, H, W) array.
+
+    ``x * v.reshape(1, C, 1, 1)`` broadcasts v with stride 0 along H and W,
+    and NumPy's inner loops run at half speed on that; spread once into a
+    small (C, H, W) array, v is broadcast along N only, and every pass over
+    x runs at full speed.
+    """
+    xp = get_array_module(v)
+    N, C, H, W = shape
+    return xp.broadcast_to(v.reshape(C, 1, 1), (C, H, W)).reshape(1, C, H, W).copy()
+
+
 class BatchNorm2d(Module):
     """Per-channel normalisation, then a learned scale ``weight`` and shift ``bias``.
 
@@ -71,17 +84,17 @@ class BatchNorm2d(Module):
                 raise ValueError(f"{layer_name(self)}: train mode needs more than 1 value per channel, "
                                  f"got input shape {tuple(x.shape)}")
             mean = channel_sum(x) / M
-            x_centered = x - mean.reshape(1, C, 1, 1)
+            x_centered = x - per_channel(mean, x.shape)
             var = channel_sum(x_centered, x_centered) / M
             self._update_running_stats(mean, var, M)
         else:
             mean, var = self.running_mean, self.running_var
-            x_centered = x - mean.reshape(1, C, 1, 1)
+            x_centered = x - per_channel(mean, x.shape)
         inv_std = 1.0 / xp.sqrt(var + self.eps)
         # weight * x_hat + bias with x_hat = x_centered * inv_std, folded into one
         # scale per channel: a single pass over the data instead of three.
-        out = x_centered * (self.weight.data * inv_std).reshape(1, C, 1, 1)
-        out += self.bias.data.reshape(1, C, 1, 1)
+        out = x_centered * per_channel(self.weight.data * inv_std, x.shape)
+        out += per_channel(self.bias.data, x.shape)
         self._cache = (self.training, x_centered, inv_std)
         return out
 
@@ -107,11 +120,11 @@ class BatchNorm2d(Module):
         scale = self.weight.data * inv_std                          # gamma / sqrt(var + eps)
         if trained:
             # dx = scale * (dout - sum(dout)/M - x_hat * sum(dout * x_hat)/M), with x_hat = x_centered * inv_std
-            dx = dout - (dbias / M).reshape(1, C, 1, 1)
-            dx -= x_centered * (inv_std * dweight / M).reshape(1, C, 1, 1)
-            dx *= scale.reshape(1, C, 1, 1)
+            dx = dout - per_channel(dbias / M, dout.shape)
+            dx -= x_centered * per_channel(inv_std * dweight / M, dout.shape)
+            dx *= per_channel(scale, dout.shape)
         else:
-            dx = dout * scale.reshape(1, C, 1, 1)
+            dx = dout * per_channel(scale, dout.shape)
         if self.weight.requires_grad:
             self.weight.accumulate_grad(dweight)
         if self.bias.requires_grad:
