@@ -1,5 +1,6 @@
-"""The Bottleneck block of ResNet-50/101/152, as torchvision's v1.5."""
+"""The Bottleneck block of ResNet-50/101/152, as torchvision's v1.5, with ResNeXt's groups and wide widths."""
 
+from ..checks import positive_int
 from ..layers import Add, BatchNorm2d, Conv2d, ReLU
 from ..module import Module
 
@@ -9,23 +10,41 @@ class Bottleneck(Module):
 
         out = relu( bn3(conv3( relu(bn2(conv2( relu(bn1(conv1(x))) ))) ))  +  shortcut(x) )
 
-    ``out_channels`` is the width of the 3x3 convolution (torchvision's
-    ``planes``); the block outputs ``out_channels * expansion`` channels,
-    with ``expansion = 4``. As in torchvision v1.5 the stride sits on the 3x3
-    convolution (the paper's v1 put it on the first 1x1, which skips three
-    quarters of the input).
+    ``out_channels`` is torchvision's ``planes``: the block outputs
+    ``out_channels * expansion`` channels, with ``expansion = 4``. As in
+    torchvision v1.5 the stride sits on the 3x3 convolution (the paper's v1
+    put it on the first 1x1, which skips three quarters of the input).
+
+    The 3x3 convolution works at a width of
+
+        width = int(planes * base_width / 64) * groups
+
+    channels, split into ``groups`` independent groups (torchvision's
+    formula). ``groups=1, base_width=64`` is ResNet-50's bottleneck (width =
+    planes). ResNeXt's "32x4d" is ``groups=32, base_width=4``: 32 paths of
+    4 channels per 64 planes, so layer1's 3x3 is 128 wide but costs, in
+    weights and FLOPs, 1/32 of a dense 128 -> 128 convolution. The wide
+    ResNets keep ``groups=1`` and double ``base_width`` (128): the 1x1s
+    and the 3x3 are twice as wide, the block's output is not.
     """
 
     expansion = 4
 
-    def __init__(self, in_channels, out_channels, stride=1, downsample=None, residual=True):
+    def __init__(self, in_channels, out_channels, stride=1, downsample=None, groups=1, base_width=64,
+                 residual=True):
         super().__init__()
-        width = out_channels
+        positive_int(groups, "groups", "Bottleneck")
+        positive_int(base_width, "base_width", "Bottleneck")
+        width = int(out_channels * base_width / 64) * groups
+        if width == 0:
+            raise ValueError(f"Bottleneck: planes * base_width / 64 = {out_channels} * {base_width} / 64 rounds "
+                             "down to 0 channels per group")
+        self.groups, self.base_width, self.width = groups, base_width, width
         self.residual = residual
         self.conv1 = Conv2d(in_channels, width, 1, bias=False)
         self.bn1 = BatchNorm2d(width)
         self.relu1 = ReLU()
-        self.conv2 = Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.conv2 = Conv2d(width, width, 3, stride=stride, padding=1, groups=groups, bias=False)
         self.bn2 = BatchNorm2d(width)
         self.relu2 = ReLU()
         self.conv3 = Conv2d(width, out_channels * self.expansion, 1, bias=False)
@@ -50,7 +69,7 @@ class Bottleneck(Module):
             d_branch, d_identity = self.add.backward(dout)
         else:
             d_branch = dout
-        # Residual branch, last layer first.
+        # Residual branch, last layer first. The grouped conv2 keeps its groups apart in backward too.
         d_branch = self.bn3.backward(d_branch)
         d_branch = self.conv3.backward(d_branch)
         d_branch = self.relu2.backward(d_branch)

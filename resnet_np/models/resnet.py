@@ -1,8 +1,18 @@
-"""The ImageNet ResNets of the paper (Table 1), with torchvision's names.
+"""The ImageNet ResNets of the paper (Table 1), their ResNeXt and wide variants, with torchvision's names.
 
     conv1 7x7/2 -> bn1 -> relu -> maxpool 3x3/2
     -> layer1 (64) -> layer2 (128, /2) -> layer3 (256, /2) -> layer4 (512, /2)
     -> avgpool -> flatten -> fc
+
+The variants change only the bottleneck's 3x3 convolution (``Bottleneck``'s
+``groups`` and ``base_width``; ``ResNet(..., groups, width_per_group)``):
+
+* ResNeXt (Xie et al., 2017), "cardinality" C and d channels per group:
+  ``resnext50_32x4d`` (C = 32, d = 4), ``resnext101_32x8d``,
+  ``resnext101_64x4d``. About the parameters and FLOPs of ResNet-50/101,
+  with the 3x3s split into C paths of d channels each;
+* Wide ResNet-50-2 and -101-2 (torchvision's ImageNet wide ResNets, not
+  the CIFAR WRNs of ``wide.py``): the bottleneck's inner width doubled.
 
 A torchvision checkpoint loads one to one: the state-dict keys and shapes
 are the same (``layer2.0.downsample.0.weight``, ``fc.bias``, ...).
@@ -13,7 +23,17 @@ below the last trainable layer (see ``backward``).
 """
 
 from ..backend import backend_of
-from ..layers import BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU, Sequential
+from ..checks import positive_int
+from ..layers import (
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    GlobalAvgPool2d,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+)
 from ..module import Module
 from .basic_block import BasicBlock
 from .bottleneck import Bottleneck
@@ -23,11 +43,21 @@ class ResNet(Module):
     """``ResNet(block, layers)``: ``layers[i]`` blocks in stage i, as torchvision's ``ResNet``.
 
     ``residual=False`` builds the plain twin: the same layers without shortcuts.
+    ``groups`` and ``width_per_group`` go to every ``Bottleneck`` (its
+    ``groups`` and ``base_width``); a ``BasicBlock`` has no such knobs, as in
+    torchvision.
     """
 
-    def __init__(self, block, layers, num_classes=1000, in_channels=3, residual=True):
+    def __init__(self, block, layers, num_classes=1000, in_channels=3, residual=True, groups=1,
+                 width_per_group=64):
         super().__init__()
+        positive_int(groups, "groups", "ResNet")
+        positive_int(width_per_group, "width_per_group", "ResNet")
+        if not issubclass(block, Bottleneck) and (groups != 1 or width_per_group != 64):
+            raise ValueError(f"ResNet: {block.__name__} only supports groups=1 and width_per_group=64 (got "
+                             f"groups={groups}, width_per_group={width_per_group}); use Bottleneck")
         self.residual = residual
+        self.groups, self.base_width = groups, width_per_group
         self.inplanes = 64  # channels entering the next stage; _make_layer updates it
         self.conv1 = Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = BatchNorm2d(64)
@@ -65,11 +95,17 @@ class ResNet(Module):
                 Conv2d(self.inplanes, planes * block.expansion, 1, stride=stride, bias=False),
                 BatchNorm2d(planes * block.expansion),
             )
-        layers = [block(self.inplanes, planes, stride, downsample, residual=self.residual)]
+        layers = [self._block(block, self.inplanes, planes, stride, downsample)]
         self.inplanes = planes * block.expansion
         for _ in range(1, blocks):
-            layers.append(block(self.inplanes, planes, residual=self.residual))
+            layers.append(self._block(block, self.inplanes, planes))
         return Sequential(*layers)
+
+    def _block(self, block, inplanes, planes, stride=1, downsample=None):
+        if issubclass(block, Bottleneck):
+            return block(inplanes, planes, stride, downsample, groups=self.groups, base_width=self.base_width,
+                         residual=self.residual)
+        return block(inplanes, planes, stride, downsample, residual=self.residual)
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -153,3 +189,37 @@ def plain18(num_classes=1000, in_channels=3):
 def plain34(num_classes=1000, in_channels=3):
     """ResNet-34 without its shortcuts (the paper's plain-34)."""
     return _plain("plain34", BasicBlock, [3, 4, 6, 3], num_classes, in_channels)
+
+
+def _variant(arch, layers, groups, width_per_group, num_classes, in_channels):
+    """A ResNeXt or wide ResNet: the name says the groups and width, so the config needs neither."""
+    model = ResNet(Bottleneck, layers, num_classes=num_classes, in_channels=in_channels, groups=groups,
+                   width_per_group=width_per_group)
+    model.arch = arch
+    model.config = {"num_classes": num_classes, "in_channels": in_channels}
+    return model
+
+
+def resnext50_32x4d(num_classes=1000, in_channels=3):
+    """ResNeXt-50 32x4d: ResNet-50 with 32 groups of 4 channels (per 64 planes) in every 3x3; 25.0M parameters."""
+    return _variant("resnext50_32x4d", [3, 4, 6, 3], 32, 4, num_classes, in_channels)
+
+
+def resnext101_32x8d(num_classes=1000, in_channels=3):
+    """ResNeXt-101 32x8d: 32 groups of 8 channels; 88.8M parameters."""
+    return _variant("resnext101_32x8d", [3, 4, 23, 3], 32, 8, num_classes, in_channels)
+
+
+def resnext101_64x4d(num_classes=1000, in_channels=3):
+    """ResNeXt-101 64x4d: 64 groups of 4 channels; 83.5M parameters."""
+    return _variant("resnext101_64x4d", [3, 4, 23, 3], 64, 4, num_classes, in_channels)
+
+
+def wide_resnet50_2(num_classes=1000, in_channels=3):
+    """Wide ResNet-50-2: ResNet-50 with every bottleneck's inner width doubled; 68.9M parameters."""
+    return _variant("wide_resnet50_2", [3, 4, 6, 3], 1, 128, num_classes, in_channels)
+
+
+def wide_resnet101_2(num_classes=1000, in_channels=3):
+    """Wide ResNet-101-2: ResNet-101 with every bottleneck's inner width doubled; 126.9M parameters."""
+    return _variant("wide_resnet101_2", [3, 4, 23, 3], 1, 128, num_classes, in_channels)
