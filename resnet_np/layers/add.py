@@ -1,5 +1,7 @@
 """The residual addition, as a layer of its own."""
 
+from .. import parallel
+from ..backend import get_array_module
 from ..checks import check_array, check_dout, check_forward_done, layer_name
 from ..module import Module
 
@@ -31,7 +33,12 @@ class Add(Module):
         if a.dtype != b.dtype:
             raise ValueError(f"{layer_name(self)}: the two inputs must have the same dtype, got {a.dtype} and {b.dtype}")
         self._cache = a.shape
-        return a + b
+        xp = get_array_module(a)
+        out = xp.empty_like(a)
+        a1, b1, out1 = (v.reshape(-1) if v.ndim == 0 else v for v in (a, b, out))  # a scalar: one part
+        parallel.for_each_part(lambda n0, n1: xp.add(a1[n0:n1], b1[n0:n1], out=out1[n0:n1]),
+                               len(a1), parallel.min_images(a1), xp)
+        return out
 
     def backward(self, dout):
         check_forward_done(self, self._cache)

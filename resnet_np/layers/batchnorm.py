@@ -1,5 +1,6 @@
 """Batch normalisation over the channels of an (N, C, H, W) tensor."""
 
+from .. import parallel
 from ..backend import get_array_module
 from ..checks import check_dim, check_dout, check_float_input, check_forward_done, layer_name, positive_int
 from ..module import Module, Parameter
@@ -30,6 +31,20 @@ def per_channel(v, shape):
     xp = get_array_module(v)
     N, C, H, W = shape
     return xp.broadcast_to(v.reshape(C, 1, 1), (C, H, W)).reshape(1, C, H, W).copy()
+
+
+def batch_channel_sum(a, b=None):
+    """``channel_sum`` over a whole batch, its images shared out among the threads (parallel.py).
+
+    Each thread sums its own images; the partial sums are added in a fixed
+    order, so the result does not depend on which thread finished first.
+    """
+    parts = parallel.for_each_part(lambda n0, n1: channel_sum(a[n0:n1], None if b is None else b[n0:n1]),
+                                   len(a), parallel.min_images(a), get_array_module(a))
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
 
 
 class BatchNorm2d(Module):
@@ -83,18 +98,28 @@ class BatchNorm2d(Module):
             if M < 2:
                 raise ValueError(f"{layer_name(self)}: train mode needs more than 1 value per channel, "
                                  f"got input shape {tuple(x.shape)}")
-            mean = channel_sum(x) / M
-            x_centered = x - per_channel(mean, x.shape)
-            var = channel_sum(x_centered, x_centered) / M
-            self._update_running_stats(mean, var, M)
+            mean = batch_channel_sum(x) / M
         else:
             mean, var = self.running_mean, self.running_var
-            x_centered = x - per_channel(mean, x.shape)
+        # The passes over the data below run on a share of the images per thread.
+        x_centered = xp.empty_like(x)
+        mean_map = per_channel(mean, x.shape)
+        parallel.for_each_part(lambda n0, n1: xp.subtract(x[n0:n1], mean_map, out=x_centered[n0:n1]),
+                               N, parallel.min_images(x), xp)
+        if self.training:
+            var = batch_channel_sum(x_centered, x_centered) / M
+            self._update_running_stats(mean, var, M)
         inv_std = 1.0 / xp.sqrt(var + self.eps)
         # weight * x_hat + bias with x_hat = x_centered * inv_std, folded into one
         # scale per channel: a single pass over the data instead of three.
-        out = x_centered * per_channel(self.weight.data * inv_std, x.shape)
-        out += per_channel(self.bias.data, x.shape)
+        scale_map = per_channel(self.weight.data * inv_std, x.shape)
+        bias_map = per_channel(self.bias.data, x.shape)
+        out = xp.empty_like(x)
+
+        def scale_and_shift(n0, n1):
+            xp.multiply(x_centered[n0:n1], scale_map, out=out[n0:n1])
+            out[n0:n1] += bias_map
+        parallel.for_each_part(scale_and_shift, N, parallel.min_images(x), xp)
         self._cache = (self.training, x_centered, inv_std)
         return out
 
@@ -115,16 +140,26 @@ class BatchNorm2d(Module):
         check_dout(self, dout, x_centered.shape)
         N, C, H, W = dout.shape
         M = N * H * W
-        dbias = channel_sum(dout)
-        dweight = channel_sum(dout, x_centered) * inv_std          # sum(dout * x_hat)
+        xp = get_array_module(dout)
+        dbias = batch_channel_sum(dout)
+        dweight = batch_channel_sum(dout, x_centered) * inv_std    # sum(dout * x_hat)
         scale = self.weight.data * inv_std                          # gamma / sqrt(var + eps)
+        scale_map = per_channel(scale, dout.shape)
+        dx = xp.empty_like(dout)
         if trained:
             # dx = scale * (dout - sum(dout)/M - x_hat * sum(dout * x_hat)/M), with x_hat = x_centered * inv_std
-            dx = dout - per_channel(dbias / M, dout.shape)
-            dx -= x_centered * per_channel(inv_std * dweight / M, dout.shape)
-            dx *= per_channel(scale, dout.shape)
+            mean_map = per_channel(dbias / M, dout.shape)
+            slope_map = per_channel(inv_std * dweight / M, dout.shape)
+
+            def chain_rule(n0, n1):
+                d = dx[n0:n1]
+                xp.subtract(dout[n0:n1], mean_map, out=d)
+                d -= x_centered[n0:n1] * slope_map
+                d *= scale_map
         else:
-            dx = dout * per_channel(scale, dout.shape)
+            def chain_rule(n0, n1):
+                xp.multiply(dout[n0:n1], scale_map, out=dx[n0:n1])
+        parallel.for_each_part(chain_rule, N, parallel.min_images(dout), xp)
         if self.weight.requires_grad:
             self.weight.accumulate_grad(dweight)
         if self.bias.requires_grad:

@@ -1,5 +1,6 @@
 """The rectified linear unit."""
 
+from .. import parallel
 from ..backend import get_array_module
 from ..checks import check_array, check_dout, check_forward_done
 from ..module import Module
@@ -20,14 +21,28 @@ class ReLU(Module):
     def forward(self, x):
         self._cache = None
         check_array(self, x)
-        self._cache = x > 0
-        return get_array_module(x).maximum(x, 0)
+        xp = get_array_module(x)
+        mask = xp.empty(x.shape, dtype=bool)
+        out = xp.empty_like(x)
+        x1, mask1, out1 = (a.reshape(-1) if a.ndim == 0 else a for a in (x, mask, out))  # a scalar: one part
+
+        def relu(n0, n1):  # a share of the images per thread (parallel.py)
+            xp.greater(x1[n0:n1], 0, out=mask1[n0:n1])
+            xp.maximum(x1[n0:n1], 0, out=out1[n0:n1])
+        parallel.for_each_part(relu, len(x1), parallel.min_images(x1), xp)
+        self._cache = mask
+        return out
 
     def backward(self, dout):
         check_forward_done(self, self._cache)
         mask = self._cache
         check_dout(self, dout, mask.shape)
-        return dout * mask
+        xp = get_array_module(dout)
+        dx = xp.empty_like(dout)
+        d1, mask1, dx1 = (a.reshape(-1) if a.ndim == 0 else a for a in (dout, mask, dx))
+        parallel.for_each_part(lambda n0, n1: xp.multiply(d1[n0:n1], mask1[n0:n1], out=dx1[n0:n1]),
+                               len(d1), parallel.min_images(d1), xp)
+        return dx
 
     def kink_pattern(self):
         """Which side of the kink at 0 each input was on (used by gradcheck)."""
