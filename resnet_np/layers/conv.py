@@ -73,6 +73,17 @@ def grouped_matmul(w_mat, cols, groups):
     return (w_mat.reshape(groups, F // groups, K) @ cols.reshape(groups, K, P)).reshape(F, P)
 
 
+def transposed_kernel(weight, groups):
+    """The kernel of the transposed convolution, as a matrix (C, F/G*KH*KW).
+
+    w_t[g*C/G + c, (f, i, j)] = W[g*F/G + f, c, KH-1-i, KW-1-j]: rotated by
+    180 degrees, input and output channels swapped within each group.
+    """
+    F, Cg, KH, KW = weight.shape
+    w_flip = weight[:, :, ::-1, ::-1].reshape(groups, F // groups, Cg, KH, KW)
+    return w_flip.transpose(0, 2, 1, 3, 4).reshape(groups * Cg, (F // groups) * KH * KW)
+
+
 def conv2d_im2col(x, w_mat, kernel_size, stride, padding, dilation=(1, 1), groups=1, bias=None):
     """out (N, F, OH, OW) of a convolution of x (N, C, H, W), weight as a matrix (F, C/G*KH*KW).
 
@@ -129,7 +140,8 @@ class Conv2d(Module):
     D*(K-1) - P, with the kernel flipped (rotated 180 degrees) and its in/out
     channels swapped (the "transposed convolution"). That costs one im2col
     (copies) and one product whose inner dimension is F*KH*KW, instead of a
-    product with inner dimension F followed by col2im's KH*KW additions.
+    product with inner dimension F followed by col2im's KH*KW additions —
+    and that same im2col of dout gives dW too (``_backward_transposed``).
 
     Every pass runs over the batch a few images at a time (the columns of D
     and cols split by image), so ``cols`` never exists for the whole batch:
@@ -191,13 +203,17 @@ class Conv2d(Module):
         check_forward_done(self, self._cache)
         x, out_shape = self._cache
         check_dout(self, dout, out_shape)
-        if self.weight.requires_grad:
-            self.weight.accumulate_grad(self._weight_grad(x, dout))
+        need_dw = self.weight.requires_grad
+        if self._transposed_conv_applies():
+            dx, dw = self._backward_transposed(x, dout, need_dw)
+        else:
+            dw = self._weight_grad(x, dout) if need_dw else None
+            dx = self._input_grad_col2im(x.shape, dout)
+        if need_dw:
+            self.weight.accumulate_grad(dw)
         if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate_grad(dout.sum(axis=(0, 2, 3)))
-        if self._transposed_conv_applies():
-            return self._input_grad_transposed(dout)
-        return self._input_grad_col2im(x.shape, dout)
+        return dx
 
     def _weight_grad(self, x, dout):
         """dW = D @ cols.T, summed over chunks of images; cols recomputed from x."""
@@ -238,16 +254,59 @@ class Conv2d(Module):
         (KH, KW), (PH, PW), (DH, DW) = self.kernel_size, self.padding, self.dilation
         return self.stride == (1, 1) and PH <= DH * (KH - 1) and PW <= DW * (KW - 1)
 
-    def _input_grad_transposed(self, dout):
-        """dx = dout convolved with the flipped kernel, channels swapped within each group (stride 1)."""
+    def _backward_transposed(self, x, dout, need_dw):
+        """dx and dW of a stride-1 convolution, both from ONE im2col: that of dout.
+
+        dx is the convolution of dout (padded by Q = D*(K-1) - P) with the
+        transposed kernel: dcols = im2col(dout), dx = W_t @ dcols. The same
+        dcols gives the weight gradient: row (f, KH-1-i, KW-1-j) of dcols
+        holds, for every input pixel (n, h, w), the dout that pixel met
+        through tap (i, j) of filter f, so
+
+            dW[f, c, i, j] = sum over (n, h, w) of dcols[(f, KH-1-i, KW-1-j), (n, h, w)] * x[n, c, h, w]
+
+        one product dcols @ x.T — and the input never needs an im2col of
+        its own in backward. (x is laid on dcols' grid of GW columns per row,
+        the extra columns zero, so they add nothing.)
+        """
+        xp = get_array_module(dout)
+        N, C, H, W = x.shape
+        F, OH, OW = dout.shape[1:]
         G = self.groups
-        F, Cg, KH, KW = self.weight.shape
-        (PH, PW), (DH, DW) = self.padding, self.dilation
-        # w_t[g*Cg + c, f, i, j] = W[g*F/G + f, c, KH-1-i, KW-1-j]
-        w_flip = self.weight.data[:, :, ::-1, ::-1].reshape(G, F // G, Cg, KH, KW)
-        w_t = w_flip.transpose(0, 2, 1, 3, 4).reshape(G * Cg, (F // G) * KH * KW)
-        return conv2d_im2col(dout, w_t, (KH, KW), (1, 1), (DH * (KH - 1) - PH, DW * (KW - 1) - PW),
-                             self.dilation, G)
+        Cg, Fg = C // G, F // G
+        (KH, KW), (PH, PW), (DH, DW) = self.kernel_size, self.padding, self.dilation
+        QH, QW = DH * (KH - 1) - PH, DW * (KW - 1) - PW      # dout's padding
+        GW = OW + 2 * QW                                      # dcols' columns per row of dx
+        w_t = transposed_kernel(self.weight.data, G)          # (C, F/G*KH*KW)
+        B = images_per_chunk(xp, N, F * KH * KW, H * GW, dout.dtype.itemsize)
+        dx = xp.empty(x.shape, dtype=dout.dtype)
+
+        def images(n_start, n_stop):  # one thread's share: its own buffers and its own partial dW
+            d_pad = xp.zeros((F, B, OH + 2 * QH + 1, GW), dtype=dout.dtype)     # borders stay zero
+            dcols = xp.empty((F * KH * KW, B * H * GW), dtype=dout.dtype)
+            x_grid = xp.zeros((C, B, H, GW), dtype=x.dtype) if need_dw else None  # extra columns stay zero
+            dw_t = xp.zeros((G, Fg * KH * KW, Cg), dtype=dout.dtype) if need_dw else None
+            for n0 in range(n_start, n_stop, B):
+                b = min(B, n_stop - n0)
+                d_pad[:, :b, QH:QH + OH, QW:QW + OW] = dout[n0:n0 + b].transpose(1, 0, 2, 3)
+                dcols_b = im2col_cf(d_pad[:, :b], (KH, KW), (1, 1), (H, GW), dcols[:, :b * H * GW], self.dilation)
+                dx_b = grouped_matmul(w_t, dcols_b, G).reshape(C, b, H, GW)[:, :, :, :W]
+                dx[n0:n0 + b] = dx_b.transpose(1, 0, 2, 3)
+                if need_dw:
+                    x_grid[:, :b, :, :W] = x[n0:n0 + b].transpose(1, 0, 2, 3)
+                    x_b = x_grid[:, :b].reshape(G, Cg, b * H * GW)
+                    dw_t += dcols_b.reshape(G, Fg * KH * KW, b * H * GW) @ x_b.transpose(0, 2, 1)
+            return dw_t
+
+        parts = parallel.for_each_part(images, N, min_part=B, xp=xp)
+        if not need_dw:
+            return dx, None
+        dw_t = parts[0]
+        for part in parts[1:]:  # in a fixed order: the same sum on every run
+            dw_t += part
+        # dw_t[g, (f, i', j'), c] is dW[g*F/G + f, c, KH-1-i', KW-1-j']: unflip, and put c after f.
+        dw = dw_t.reshape(G, Fg, KH, KW, Cg)[:, :, ::-1, ::-1].transpose(0, 1, 4, 2, 3)
+        return dx, dw.reshape(self.weight.shape)
 
     def _input_grad_col2im(self, x_shape, dout):
         """dx = col2im(W_mat.T @ D), chunk by chunk (any stride)."""
