@@ -16,73 +16,9 @@ SOLUTIONS = EXERCISES / "solutions"
 NAMES = sorted(p.name for p in EXERCISES.glob("ex[0-9][0-9]_*.py"))
 
 # For every exercise, typical mistakes planted in the reference solution: (old text, new text, the hint
-# the grader must give). Each replacement must apply, or the test fails.
-PLANTED = {
-    "ex01_im2col.py": [
-        ("return (size + 2 * pad - kernel) // stride + 1", "return (size + 2 * pad - kernel) // stride",
-         "off by one in the output size"),
-        ("return (size + 2 * pad - kernel) // stride + 1", "return (size + pad - kernel) // stride + 1",
-         "the padding is on BOTH sides"),
-        ("top, left = oh * stride, ow * stride", "top, left = oh, ow", "starts at (oh*stride, ow*stride)"),
-        ("window.reshape(N, -1)", "window.transpose(0, 2, 3, 1).reshape(N, -1)", "rows in the wrong order"),
-        ("cols[:, :, oh * OW + ow]", "cols[:, :, ow * OH + oh]", "columns in the wrong order"),
-    ],
-    "ex02_conv_forward.py": [
-        ("out = out + b.reshape(1, F, 1)", "out = out", "the bias is missing"),
-        ("w_mat = w.reshape(F, -1)", "w_mat = w[:, :, ::-1, ::-1].reshape(F, -1)", "the kernel is flipped"),
-        ("OH = (H + 2 * pad - KH) // stride + 1", "OH = (H + 2 * pad - KH) // stride",
-         "OH = (H + 2*pad - KH) // stride + 1"),
-        ("out = w_mat @ cols ", "out = (w_mat @ np.concatenate(list(cols), axis=1)).reshape(N, F, -1) ",
-         "batch and channel axes mixed up"),
-        ("w_mat = w.reshape(F, -1)", "w_mat = w.transpose(0, 2, 3, 1).reshape(F, -1)",
-         "flatten the weight as w.reshape(F, -1)"),
-    ],
-    "ex03_conv_backward.py": [
-        ("dx_pad[:, :, top:top + KH, left:left + KW] += window", "dx_pad[:, :, top:top + KH, left:left + KW] = window",
-         "col2im must ADD (+=), not assign"),
-        ("dw = (dout_mat @ cols.transpose(0, 2, 1)).sum(axis=0)",
-         "dw = (cols @ dout_mat.transpose(0, 2, 1)).sum(axis=0)", "dw transposed"),
-        ("w_mat = w.reshape(F, -1)", "w_mat = w[:, :, ::-1, ::-1].reshape(F, -1)", "the wrong weight orientation"),
-        ("db = dout_mat.sum(axis=(0, 2))", "db = dout_mat.mean(axis=(0, 2))", "db is a SUM"),
-        ("return dx_pad[:, :, pad:pad + H, pad:pad + W]", "return dx_pad", "cut the padding off"),
-        ("dw = (dout_mat @ cols.transpose(0, 2, 1)).sum(axis=0)",
-         "dw = (dout_mat @ cols.transpose(0, 2, 1)).mean(axis=0)", "dw sums over the batch"),
-    ],
-    "ex04_batchnorm_backward.py": [
-        ("dx = (M * dx_hat - mean_term - var_term)", "dx = (M * dx_hat - var_term)", "missing the mean term"),
-        ("dx = (M * dx_hat - mean_term - var_term)", "dx = (M * dx_hat - mean_term)", "missing the variance term"),
-        ("dgamma = (dout * x_hat).sum(axis=axes)", "dgamma = dout.sum(axis=axes)", "you left out x_hat"),
-        ("M = N * H * W", "M = N", "not N"),
-        ("dx_hat = dout * gamma.reshape(1, C, 1, 1)", "dx_hat = dout", "through gamma"),
-        ("dx = (M * dx_hat - mean_term - var_term)", "dx = (M * dx_hat)",
-         "missing both the mean and the variance terms"),
-    ],
-    "ex05_basic_block_backward.py": [
-        ("return dx_branch + dx_shortcut", "return dx_branch", "the shortcut's gradient is missing"),
-        ("d_sum = block.relu2.backward(dout)", "d_sum = dout", "relu2's backward is missing"),
-        ("dx_shortcut = block.downsample.backward(d_shortcut)", "dx_shortcut = d_shortcut",
-         "through block.downsample.backward"),
-        ("d_shortcut = d_sum", "d_shortcut = dout", "the shortcut must get the gradient AFTER relu2's backward"),
-        ("d_branch = block.relu1.backward(d_branch)", "pass", "relu1's backward is missing"),
-    ],
-    "ex06_softmax_cross_entropy.py": [
-        ("dlogits /= N", "dlogits /= 1", "the 1/N is missing"),
-        ("dlogits[np.arange(N), y] -= 1.0", "dlogits[np.arange(N), y] -= 0.0", "subtract 1 at the true class"),
-        ("shifted = logits - logits.max(axis=1, keepdims=True)", "shifted = logits", "exp overflowed"),
-        ("loss = -log_p[np.arange(N), y].mean()", "loss = -log_p[np.arange(N), y].sum()",
-         "the loss is the MEAN over the batch"),
-    ],
-    "ex07_sgd_momentum.py": [
-        ("g = dw + weight_decay * w\n    v = momentum * v + g\n    w = w - lr * v",
-         "v = momentum * v + dw\n    w = w - lr * (v + weight_decay * w)",
-         "weight decay goes into the gradient BEFORE"),
-        ("v = momentum * v + g", "v = momentum * v + (1 - momentum) * g", "no dampening"),
-        ("v = momentum * v + g\n    w = w - lr * v", "v = momentum * v + lr * g\n    w = w - v",
-         "the buffer holds gradients, not steps"),
-        ("g = dw + weight_decay * w", "g = dw - weight_decay * w", "pulls the weights toward 0"),
-        ("w = w - lr * v", "w = w - lr * g", "the step uses the momentum buffer"),
-    ],
-}
+# the grader must give). Each grader module lists its own (PLANTED), so that a new exercise touches no other
+# file; each replacement must apply, or the test fails.
+PLANTED = {name: grade.EXERCISES[int(name[2:4])].PLANTED for name in NAMES}
 PLANTED_CASES = [pytest.param(name, old, new, hint, id=f"{name[:4]}-{hint[:30]}")
                  for name, mistakes in PLANTED.items() for old, new, hint in mistakes]
 
@@ -102,6 +38,8 @@ def test_every_exercise_has_a_stub_a_solution_and_a_checker():
     assert NAMES == sorted(p.name for p in SOLUTIONS.glob("ex[0-9][0-9]_*.py"))
     assert sorted(grade.exercise_number(EXERCISES / name) for name in NAMES) == sorted(grade.CHECKERS)
     assert set(PLANTED) == set(NAMES)
+    for name in NAMES:  # one grader module per exercise, named like the exercise's file
+        assert grade.EXERCISES[int(name[2:4])].__name__ == f"resnet_np.grade.{name[:-3]}", name
     for name in NAMES:
         stub = (EXERCISES / name).read_text()
         assert "TODO" in stub and "raise NotImplementedError" in stub, name
@@ -217,3 +155,74 @@ def test_command_line(tmp_path):
 
     usage = run()
     assert usage.returncode != 0 and "usage:" in usage.stderr
+
+
+# Formulas the old starting files gave away, in the solutions' notation (spaces removed): the exercises now
+# ask for the derivation, so no starting file may contain them.
+GIVEN_AWAY = {
+    "ex01_im2col.py": ["//stride+1", "kernel)//stride"],
+    "ex02_conv_forward.py": ["@cols[n]+b", "w.reshape(F,C*KH*KW)@"],
+    "ex03_conv_backward.py": ["dout@cols", "cols[n].T", "W_mat.T@", "+=dcols"],
+    "ex04_batchnorm_backward.py": ["M*dx_hat", "sum(dx_hat*x_hat)", "dout*x_hat", "dout*gamma"],
+    "ex05_basic_block_backward.py": ["relu2.backward(dout)", "dx_branch+dx_shortcut"],
+    "ex06_softmax_cross_entropy.py": ["p-onehot", "shifted-log", "-1attheTrueclass"],
+    "ex07_sgd_momentum.py": ["dw+weight_decay*w", "momentum*v+g", "w-lr*v", "mu*v+g"],
+    "ex08_grouped_conv_backward.py": ["dout_g@", "w_mat.transpose"],
+    "ex09_preact_block_backward.py": ["d_pre+", "+d_shortcut"],
+}
+
+
+def _squeezed(text):
+    return "".join(text.split())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_starting_file_contains_the_formula_it_asks_for(name):
+    """Neither an old give-away nor any answer line of the solution appears in the starting file's text."""
+    stub = (EXERCISES / name).read_text()
+    stub_code = {line.split("  #")[0].strip() for line in stub.splitlines() if not line.strip().startswith("#")}
+    for formula in GIVEN_AWAY.get(name, []):
+        assert _squeezed(formula).lower() not in _squeezed(stub).lower(), f"{name} gives away {formula!r}"
+    solution = (SOLUTIONS / name).read_text().split('"""', 2)[-1]  # the code, without the docstring
+    for line in solution.splitlines():
+        line = line.split("  #")[0].strip()
+        if len(line) > 15 and not line.startswith(("#", "def ", "import ", "from ", "return ")) \
+                and "np.zeros(" not in line and "= im2col(x" not in line and line not in stub_code:  # setup
+            assert _squeezed(line) not in _squeezed(stub), f"{name} contains the answer line {line!r}"
+
+
+def test_hints_come_one_at_a_time(capsys):
+    for name in NAMES:
+        hints = grade.EXERCISES[int(name[2:4])].HINTS
+        assert len(hints) >= 3, f"{name}: fewer than three hints"
+        code = grade.main([str(EXERCISES / name), "--hint"])
+        out = capsys.readouterr().out
+        assert code == 0 and f"hint 1 of {len(hints)}" in out and hints[0] in out, out
+        assert not any(h in out for h in hints[1:]), "--hint shows the first hint only"
+        assert "--hint 2 for the next" in out and not check_lines(out), "hints do not grade"
+    code = grade.main([str(EXERCISES / "ex03_conv_backward.py"), "--hint", "5"])
+    out = capsys.readouterr().out
+    assert code == 0 and "hint 5 of 5 (the last one)" in out
+    grade.main([str(EXERCISES / "ex03_conv_backward.py"), "--hint", "9"])
+    assert "has hints 1 to 5" in capsys.readouterr().out
+
+
+def test_a_failing_run_points_to_the_hints(tmp_path, capsys):
+    code, out, err = run_grader(EXERCISES / "ex04_batchnorm_backward.py", capsys)
+    assert code == 1 and "checks pass; stuck? python -m resnet_np.grade" in out and "--hint" in out
+
+
+@pytest.mark.parametrize("name", ["ex03_conv_backward.py", "ex09_preact_block_backward.py"])
+def test_check_functions_grades_a_notebook_namespace(name, capsys):
+    namespace = {"__name__": "__main__"}
+    exec(compile((SOLUTIONS / name).read_text(), name, "exec"), namespace)
+    assert grade.check_functions(name[:4], namespace) is True
+    out = capsys.readouterr().out
+    assert "your functions: exercise" in out and "well done" in out
+    stub_namespace = {"__name__": "stub"}
+    exec(compile((EXERCISES / name).read_text(), name, "exec"), stub_namespace)
+    assert grade.check_functions(name[:-3], stub_namespace) is False
+    out = capsys.readouterr().out
+    assert "not implemented yet" in out and f'grade.hint("{name[:4]}", 1)' in out
+    with pytest.raises(grade.GradeError, match="not an exercise"):
+        grade.check_functions("ex99", namespace)

@@ -170,22 +170,22 @@ def check_functions(exercise, namespace):
     number = _number(exercise)
     module = types.SimpleNamespace(**namespace)
     return _report(number, "your functions", _run_checks(number, lambda: module),
-                   f'grade.hint("ex{number:02d}", 1)')
+                   f'grade.hint("ex{number:02d}", 1) (on the command line: --hint)')
 
 
-def hint_text(exercise, n=1):
-    """Hint ``n`` (from 1) of an exercise, with where it stands: "hint 2 of 4: ..."."""
+def hint_text(exercise, n=1, next_how="--hint {n}"):
+    """Hint ``n`` (from 1) of an exercise, with where it stands: "hint 2 of 4 (--hint 3 for the next): ..."."""
     number = _number(exercise)
     hints = EXERCISES[number].HINTS
     if not 1 <= n <= len(hints):
         return f"exercise {number} has hints 1 to {len(hints)}"
-    more = f" (--hint {n + 1} for the next)" if n < len(hints) else " (the last one)"
+    more = f" ({next_how.format(n=n + 1)} for the next)" if n < len(hints) else " (the last one)"
     return f"hint {n} of {len(hints)}{more}: {hints[n - 1]}"
 
 
 def hint(exercise, n=1):
     """Print hint ``n`` of an exercise: one at a time, from a nudge to the last step."""
-    print(hint_text(exercise, n).replace("--hint ", "hint n = "))
+    print(hint_text(exercise, n, f'grade.hint("ex{_number(exercise):02d}", {{n}})'))
 
 
 def main(argv=None):
