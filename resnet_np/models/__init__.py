@@ -42,7 +42,7 @@ from .resnet import (
 )
 from .resnext import CifarResNeXt, cifar_resnext, resnext29_8x64d, resnext29_16x64d
 from .shortcut import ShortcutA
-from .summary import summary
+from .summary import flops, summary
 from .weights import load, load_torch_state_dict, save, save_torch_state_dict
 from .wide import WideResNet, wrn, wrn16_4, wrn16_8, wrn28_10, wrn40_4
 
@@ -64,7 +64,7 @@ ARCHITECTURES = {
 
 __all__ = [
     "ARCHITECTURES", "BasicBlock", "Bottleneck", "CifarResNeXt", "CifarResNet", "PreActBasicBlock",
-    "PreActBottleneck", "PreActResNet", "ResNet", "ShortcutA", "WideResNet", "cifar_resnext", "load",
+    "PreActBottleneck", "PreActResNet", "ResNet", "ShortcutA", "WideResNet", "cifar_resnext", "flops", "load",
     "load_torch_state_dict", "plain18", "plain20", "plain32", "plain34", "plain44", "plain56", "plain110",
     "preact_resnet20", "preact_resnet110", "preact_resnet164", "preact_resnet1001", "resnet18", "resnet20",
     "resnet32", "resnet34", "resnet44", "resnet50", "resnet56", "resnet101", "resnet110", "resnet152", "resnet1202",
