@@ -109,6 +109,15 @@ def test_widths_and_groups_follow_torchvisions_formula():
     assert M.Bottleneck(64, 64).conv2.groups == 1 and M.Bottleneck(64, 64).width == 64  # ResNet-50's, unchanged
 
 
+def test_flops_are_the_papers_multiply_adds():
+    """torchvision lists 4.09 and 4.23 GFLOPS: ResNeXt-50 costs about what ResNet-50 costs."""
+    assert M.flops(M.resnet50(), (1, 3, 224, 224)) == 4_089_184_256
+    assert M.flops(M.resnext50_32x4d(), (1, 3, 224, 224)) == 4_230_479_872
+    dense, grouped = L.Conv2d(8, 8, 3, padding=1), L.Conv2d(8, 8, 3, padding=1, groups=4)
+    assert M.flops(dense, (2, 8, 5, 5)) == 2 * 5 * 5 * 8 * 8 * 3 * 3 == 4 * M.flops(grouped, (2, 8, 5, 5))
+    assert M.flops(L.Linear(3, 4), (5, 3)) == 5 * 3 * 4
+
+
 def test_old_bottleneck_calls_still_work():
     """Positional (in, planes, stride, downsample) and residual= as before the groups arrived."""
     block = M.Bottleneck(8, 4, 2, projection(8, 16, 2), residual=True)
