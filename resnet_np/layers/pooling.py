@@ -1,5 +1,6 @@
 """Max pooling (with a naive reference) and global average pooling."""
 
+from .. import parallel
 from ..backend import get_array_module
 from ..checks import check_dout, check_float_input, check_forward_done, check_not_empty_image, layer_name, pair
 from ..module import Module
@@ -35,8 +36,10 @@ class MaxPool2d(Module):
     With overlapping windows (stride < kernel, as in ResNet's 3x3/2 stem
     pool) one input can win several windows and collects the sum of their
     gradients. Ties go to the first element in row-major order, as in
-    PyTorch. Like the convolution, both passes loop over the KH*KW kernel
-    offsets with strided slices rather than over output positions.
+    PyTorch. The forward pass loops over the KH*KW kernel offsets with
+    strided slices (like im2col) and records which offset won each window;
+    the backward pass sends each gradient straight to its winner through
+    that record, one class of non-overlapping windows at a time.
     """
 
     def __init__(self, kernel_size, stride=None, padding=0):
@@ -60,20 +63,25 @@ class MaxPool2d(Module):
             raise ValueError(f"{layer_name(self)}: kernel {KH}x{KW} is larger than the padded input "
                              f"{H + 2 * PH}x{W + 2 * PW} (input {H}x{W}, padding {PH},{PW})")
         OH, OW = conv_output_size(H, KH, SH, PH), conv_output_size(W, KW, SW, PW)
-        x_pad = pad2d(x, PH, PW, value=-xp.inf)
-
-        out = x_pad[:, :, 0:SH * OH:SH, 0:SW * OW:SW].copy()
         index_dtype = xp.uint8 if KH * KW < 256 else xp.int32
+        out = xp.empty((N, C, OH, OW), dtype=x.dtype)
         argmax = xp.zeros((N, C, OH, OW), dtype=index_dtype)    # kernel offset of the max
-        better = xp.empty((N, C, OH, OW), dtype=bool)
-        for k in range(1, KH * KW):
-            i, j = divmod(k, KW)
-            window = x_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW]
-            xp.greater(window, out, out=better)   # strict: on a tie the earlier offset keeps the max
-            xp.maximum(out, window, out=out)
-            # argmax = where(better, k, argmax), without where's slow branching: every
-            # offset stored so far is below k, so a maximum does it.
-            xp.maximum(argmax, better.astype(index_dtype) * index_dtype(k), out=argmax)
+
+        def images(n0, n1):  # a share of the images per thread (parallel.py)
+            x_pad = pad2d(x[n0:n1], PH, PW, value=-xp.inf)
+            best, won = out[n0:n1], argmax[n0:n1]
+            best[...] = x_pad[:, :, 0:SH * OH:SH, 0:SW * OW:SW]
+            better = xp.empty(best.shape, dtype=bool)
+            for k in range(1, KH * KW):
+                i, j = divmod(k, KW)
+                window = x_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW]
+                xp.greater(window, best, out=better)   # strict: on a tie the earlier offset keeps the max
+                xp.maximum(best, window, out=best)
+                # argmax = where(better, k, argmax), without where's slow branching: every
+                # offset stored so far is below k, so a maximum does it.
+                xp.maximum(won, better.astype(index_dtype) * index_dtype(k), out=won)
+
+        parallel.for_each_part(images, N, parallel.min_images(x), xp)
         self._cache = (x.shape, argmax)
         return out
 
@@ -85,13 +93,28 @@ class MaxPool2d(Module):
         N, C, H, W = x_shape
         (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
         OH, OW = argmax.shape[2:]
-        dx_pad = xp.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=dout.dtype)
-        won = xp.empty(argmax.shape, dtype=bool)
-        for k in range(KH * KW):
-            i, j = divmod(k, KW)
-            xp.equal(argmax, k, out=won)
-            dx_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW] += dout * won
-        return dx_pad[:, :, PH:PH + H, PW:PW + W]
+        # Windows RH rows (RW columns) apart never overlap, since RH*SH >= KH: within one such
+        # class of windows every winner is a different pixel, and a plain indexed += is exact.
+        RH, RW = -(-KH // SH), -(-KW // SW)
+        # Where kernel offset k = i*KW + j lands, counted in pixels of the row-major image.
+        # (A winner is never in the padding: a window always holds a real pixel.)
+        k = xp.arange(KH * KW)
+        offset = (k // KW) * W + k % KW
+        dx = xp.empty(x_shape, dtype=dout.dtype)
+
+        def images(n0, n1):  # a share of the images per thread (parallel.py)
+            dx[n0:n1] = 0
+            flat = dx[n0:n1].reshape(-1)
+            planes = (xp.arange((n1 - n0) * C) * (H * W)).reshape(n1 - n0, C, 1, 1)
+            for a in range(RH):
+                for b in range(RW):
+                    top = (a + RH * xp.arange(len(range(a, OH, RH)))) * SH - PH    # the windows' corners
+                    left = (b + RW * xp.arange(len(range(b, OW, RW)))) * SW - PW
+                    winner = planes + top.reshape(-1, 1) * W + left + offset.take(argmax[n0:n1, :, a::RH, b::RW])
+                    flat[winner] += dout[n0:n1, :, a::RH, b::RW]
+
+        parallel.for_each_part(images, N, parallel.min_images(dout), xp)
+        return dx
 
     def kink_pattern(self):
         """Which element won each window (used by gradcheck to spot ties crossed)."""
