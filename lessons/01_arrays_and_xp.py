@@ -116,12 +116,12 @@ else:
 # %% [markdown]
 # ## 3. When does the GPU pay off?
 #
-# A product of two n x n matrices does 2n^3 floating-point operations on
-# 2n^2 numbers: the bigger n, the more work per number moved. Small products
+# A product of two $n \times n$ matrices does $2n^3$ floating-point operations
+# on $2n^2$ numbers: the bigger $n$, the more work per number moved. Small products
 # are dominated by fixed costs (a Python call, on the GPU a kernel launch of
 # some microseconds, and copying the data over PCIe); big ones by arithmetic,
 # where a GPU is tens to hundreds of times faster than a CPU core. We time
-# ``a @ b`` in float32 at growing n and report GFLOP/s (10^9 operations per
+# ``a @ b`` in float32 at growing $n$ and report GFLOP/s ($10^9$ operations per
 # second).
 
 # %%

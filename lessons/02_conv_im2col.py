@@ -5,14 +5,22 @@
 # image of shape (C, H, W). At each position it takes the dot product of the
 # filter with the window of the image under it:
 #
-#     out[n, f, oh, ow] = b[f] + sum_{c, i, j} x_pad[n, c, oh*S + i, ow*S + j] * W[f, c, i, j]
+# $$
+# \text{out}[n, f, o_h, o_w] = b[f] + \sum_{c,\,i,\,j} x_{\text{pad}}[n, c, o_h S + i, o_w S + j]\; W[f, c, i, j]
+# $$
+#
+# with $S$ the stride and $x_{\text{pad}}$ the image with its zero padding.
 #
 # Written as loops that is slow in Python: one small dot product per output
 # position. Lesson 1 showed that the hardware wants the opposite — a few BIG
 # products. im2col ("image to columns") gets there by copying every window
 # into a column of a matrix; then the whole convolution is ONE matrix product
 #
-#     out[n] = W_mat @ cols[n]      W_mat: (F, C*KH*KW)   cols[n]: (C*KH*KW, OH*OW)
+# $$
+# \text{out}[n] = W_{\text{mat}}\, \text{cols}[n], \qquad
+# W_{\text{mat}} \in \mathbb{R}^{F \times C K_H K_W}, \quad
+# \text{cols}[n] \in \mathbb{R}^{C K_H K_W \times O_H O_W}
+# $$
 #
 # In this lesson we draw the im2col matrix of a tiny image, check that both
 # ways give the same numbers, and time them.
@@ -44,8 +52,14 @@ rng = np.random.default_rng(0)
 # %% [markdown]
 # ## 1. The output size
 #
-# With padding P on each side, a kernel K and a stride S, a side of length H
-# gives ``floor((H + 2P - K) / S) + 1`` outputs. A 3x3 kernel with padding 1
+# With padding $P$ on each side, a kernel $K$ and a stride $S$, a side of length $H$
+# gives
+#
+# $$
+# O_H = \left\lfloor \frac{H + 2P - K}{S} \right\rfloor + 1
+# $$
+#
+# outputs. A 3x3 kernel with padding 1
 # and stride 1 keeps the size ("same" convolution, all over ResNet); stride 2
 # halves it.
 
@@ -59,7 +73,7 @@ assert conv_output_size(224, 7, 2, 3) == 112  # ResNet's stem
 # ## 2. The im2col matrix of a tiny image
 #
 # A 1-channel 4x4 image holding the numbers 1..16, a 3x3 kernel, stride 1, no
-# padding: there are 2x2 = 4 windows, so ``cols`` has 4 columns of 9 entries.
+# padding: there are $2 \times 2 = 4$ windows, so ``cols`` has 4 columns of 9 entries.
 # Column k is window k read row by row; row ``i*3 + j`` of ``cols`` holds,
 # for every window, the pixel under kernel tap (i, j). Neighbouring windows
 # overlap, so most pixels are copied several times. (Pixel values start at 1
@@ -137,9 +151,9 @@ for stride, padding in [(1, 1), (2, 1), (2, 0), (1, 0)]:
 # %% [markdown]
 # ## 4. Timing, and the price in memory
 #
-# The naive version does OH*OW small products; im2col does KH*KW strided
+# The naive version does $O_H O_W$ small products; im2col does $K_H K_W$ strided
 # copies and one big product. We time both in float32 on a batch of
-# 16-channel images of growing size. The price: ``cols`` holds KH*KW = 9
+# 16-channel images of growing size. The price: ``cols`` holds $K_H K_W = 9$
 # copies of (almost) every pixel.
 
 # %%
@@ -191,7 +205,7 @@ print(f"figure: {out_dir / 'conv_timing.png'}")
 #
 # * im2col turns a convolution into a matrix product by copying windows into
 #   columns; the filter matrix uses the same (c, i, j) order.
-# * It trades memory (KH*KW copies) for speed (one big product).
-# * ``resnet_np.layers.im2col`` builds the columns with KH*KW strided slices,
-#   one per kernel tap, instead of OH*OW windows. Lesson 3 runs it backwards:
+# * It trades memory ($K_H K_W$ copies) for speed (one big product).
+# * ``resnet_np.layers.im2col`` builds the columns with $K_H K_W$ strided slices,
+#   one per kernel tap, instead of $O_H O_W$ windows. Lesson 3 runs it backwards:
 #   col2im, the gradient of the copies.

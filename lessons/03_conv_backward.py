@@ -1,12 +1,19 @@
 # %% [markdown]
 # # Lesson 3 — the convolution's backward pass, and col2im
 #
-# A convolution layer computes ``out = W_mat @ im2col(x)``. Training needs
-# the gradients of a loss L with respect to the weights and to the input.
-# Matrix calculus gives them in two lines:
+# A convolution layer computes $\text{out} = W_{\text{mat}}\, \operatorname{im2col}(x)$. Training needs
+# the gradients of a loss $L$ with respect to the weights and to the input.
+# With $\text{dout} = \partial L / \partial\, \text{out}$, matrix calculus gives them in two lines
+# (``dW_mat`` and ``dcols`` in the code):
 #
-#     dW_mat = dout @ cols.T          (how much each weight contributed)
-#     dcols  = W_mat.T @ dout         (how much each copied pixel contributed)
+# $$
+# \begin{aligned}
+# \frac{\partial L}{\partial W_{\text{mat}}} &= \text{dout}\; \text{cols}^{\top}
+#   && \text{(how much each weight contributed)} \\
+# \frac{\partial L}{\partial\, \text{cols}} &= W_{\text{mat}}^{\top}\; \text{dout}
+#   && \text{(how much each copied pixel contributed)}
+# \end{aligned}
+# $$
 #
 # ``dcols`` has one entry per COPY of a pixel: im2col copied a pixel into
 # every window that covers it. The pixel's gradient is the SUM over its
@@ -71,9 +78,15 @@ print(f"figure: {out_dir / 'col2im_overlap.png'}")
 # %% [markdown]
 # ## 2. col2im is the adjoint of im2col
 #
-# For any x and any column matrix c, ``<im2col(x), c> = <x, col2im(c)>``.
-# That identity is exactly what makes ``dx = col2im(dcols)`` the right
-# gradient: L depends on x only through the copies.
+# For any $x$ and any column matrix $c$,
+#
+# $$
+# \langle \operatorname{im2col}(x), c \rangle = \langle x, \operatorname{col2im}(c) \rangle .
+# $$
+#
+# That identity is exactly what makes
+# $\partial L / \partial x = \operatorname{col2im}(\partial L / \partial\, \text{cols})$ the right
+# gradient: $L$ depends on $x$ only through the copies.
 
 # %%
 x = rng.standard_normal((2, 3, 6, 5))
@@ -86,9 +99,14 @@ assert abs(lhs - rhs) < 1e-10 * abs(lhs)
 # %% [markdown]
 # ## 3. Check the backward pass against finite differences
 #
-# We nudge one input pixel by +-h, rerun the forward pass and see how
-# ``L = sum(dout * out)`` changes, for a RANDOM ``dout``. The layer's
-# backward must agree to about 1e-9 in float64.
+# We nudge one input pixel by $\pm h$, rerun the forward pass and see how
+# $L = \sum \text{dout} \odot \text{out}$ changes, for a RANDOM ``dout``:
+#
+# $$
+# \frac{\partial L}{\partial x_k} \approx \frac{L(x + h e_k) - L(x - h e_k)}{2h} .
+# $$
+#
+# The layer's backward must agree to about $10^{-9}$ in float64.
 
 # %%
 conv = Conv2d(3, 4, 3, stride=1, padding=1).astype("float64")

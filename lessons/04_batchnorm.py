@@ -5,11 +5,13 @@
 # to layer. Batch normalisation (Ioffe & Szegedy, 2015) re-centres and
 # re-scales every channel, over the batch, after each convolution:
 #
-#     x_hat = (x - mean) / sqrt(var + eps)          out = weight * x_hat + bias
+# $$
+# \hat{x} = \frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}}, \qquad \text{out} = \gamma\, \hat{x} + \beta
+# $$
 #
-# where ``mean`` and ``var`` are taken per channel over the M = N*H*W values
-# the channel has in the batch. ``weight`` and ``bias`` (gamma and beta in
-# the paper) are learned, so the layer can undo the normalisation if that
+# where the mean $\mu$ (``mean``) and the variance $\sigma^2$ (``var``) are taken per channel
+# over the $M = N H W$ values the channel has in the batch. $\gamma$ and $\beta$
+# (``weight`` and ``bias``) are learned, so the layer can undo the normalisation if that
 # helps. Every convolution in a ResNet is followed by one.
 #
 # Two subtleties make it the trickiest layer of the network:
@@ -100,13 +102,17 @@ print(f"figure: {out_dir / 'batchnorm_normalises.png'}")
 # Each training step also updates, per channel, an exponential moving average
 # of the batch statistics (PyTorch's rule; ``momentum = 0.1``):
 #
-#     running_mean = 0.9 * running_mean + 0.1 * mean
-#     running_var  = 0.9 * running_var  + 0.1 * var * M / (M - 1)
+# $$
+# \begin{aligned}
+# \text{running\_mean} &\leftarrow 0.9\; \text{running\_mean} + 0.1\; \mu \\
+# \text{running\_var} &\leftarrow 0.9\; \text{running\_var} + 0.1\; \sigma^2 \frac{M}{M - 1}
+# \end{aligned}
+# $$
 #
-# Note the ``M / (M - 1)``: the running variance is the *unbiased* estimate,
+# Note the $\frac{M}{M - 1}$: the running variance is the *unbiased* estimate,
 # while the normalisation itself uses the biased one. They start at 0 and 1,
 # so it takes a few dozen batches to forget the start: the distance to the
-# truth shrinks like 0.9^t, then stays at the noise of ~20 batches.
+# truth shrinks like $0.9^t$, then stays at the noise of ~20 batches.
 # ``momentum=None`` averages all batches seen so far equally instead.
 
 # %%
@@ -188,17 +194,22 @@ assert np.allclose(in_a, eval_expected, atol=1e-5)
 # %% [markdown]
 # ## 4. The backward pass, and why the upstream gradient must be random
 #
-# With ``dx_hat = dout * weight`` and sums over the M values of a channel:
+# With $\partial L / \partial \hat{x} = \gamma\, \text{dout}$ (``dx_hat``) and sums over the $M$
+# values of a channel:
 #
-#     dx = (M * dx_hat - sum(dx_hat) - x_hat * sum(dx_hat * x_hat)) / (M * sqrt(var + eps))
+# $$
+# \frac{\partial L}{\partial x} = \frac{1}{M \sqrt{\sigma^2 + \varepsilon}}
+# \left( M \frac{\partial L}{\partial \hat{x}} - \sum \frac{\partial L}{\partial \hat{x}} -
+# \hat{x} \sum \frac{\partial L}{\partial \hat{x}}\, \hat{x} \right)
+# $$
 #
-# The last two terms come from ``mean`` and ``var`` depending on x. Now the
-# trap: the output of a channel always sums to ``M * bias``, a constant, so
+# The last two terms come from $\mu$ and $\sigma^2$ depending on $x$. Now the
+# trap: the output of a channel always sums to $M \beta$, a constant, so
 # the gradient of ``sum(out)`` with respect to x is exactly ZERO. A check with
 # ``dout = 1`` compares zero with (almost) zero and passes even for a
 # backward pass that forgets a term. ``resnet_np.gradcheck`` therefore always
 # uses a RANDOM upstream gradient. Below, a backward pass without the
-# ``x_hat * sum(dx_hat * x_hat)`` term passes the ``dout = 1`` test and fails
+# $\hat{x} \sum \frac{\partial L}{\partial \hat{x}} \hat{x}$ term passes the ``dout = 1`` test and fails
 # the random one.
 
 # %%

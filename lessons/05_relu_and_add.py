@@ -3,19 +3,23 @@
 #
 # Two of the simplest layers decide how gradients travel through a ResNet.
 #
-# * **ReLU**, ``out = max(x, 0)``, lets the gradient through where x > 0 and
-#   blocks it elsewhere: ``dx = dout * (x > 0)``.
-# * **Add**, ``out = a + b``, is where a block's shortcut joins its residual
+# * **ReLU**, $\text{out} = \max(x, 0)$, lets the gradient through where $x > 0$ and
+#   blocks it elsewhere: $\frac{\partial L}{\partial x} = \text{dout} \cdot [x > 0]$.
+# * **Add**, $\text{out} = a + b$, is where a block's shortcut joins its residual
 #   branch. Its derivative with respect to each input is 1, so BOTH inputs
-#   receive the WHOLE upstream gradient: ``da = db = dout``.
+#   receive the WHOLE upstream gradient:
+#   $\frac{\partial L}{\partial a} = \frac{\partial L}{\partial b} = \text{dout}$.
 #
 # The second half of the story is the fork *before* the block: the input x
 # feeds both the branch F and the shortcut, so its gradient is the SUM of
 # what comes back along the two paths,
 #
-#     y = F(x) + x      =>      dx = dF/dx^T dout  +  dout
+# $$
+# y = F(x) + x \quad\Longrightarrow\quad
+# \frac{\partial L}{\partial x} = \left( \frac{\partial F}{\partial x} \right)^{\!\top} \text{dout} + \text{dout}
+# $$
 #
-# The ``+ dout`` term reaches x untouched, however many layers F has: that is
+# The $+\,\text{dout}$ term reaches $x$ untouched, however many layers $F$ has: that is
 # why a deep ResNet keeps its gradients alive. In this lesson we take one
 # skip connection apart, then watch the gradient travel through 20 layers
 # with and without skips.
@@ -77,7 +81,7 @@ print(check_module(Add(), a, b))
 # ## 3. One skip connection, taken apart
 #
 # A residual unit in the style of the BasicBlock, with fully connected layers
-# to keep it small: ``y = relu(F(x) + x)`` with ``F = Linear, ReLU, Linear``.
+# to keep it small: $y = \operatorname{relu}(F(x) + x)$ with $F$ = Linear, ReLU, Linear.
 # Its backward pass is the chain rule read from the end; the two lines to
 # watch are the split at the Add and the sum at the fork. (The norm of the
 # sum is not the sum of the norms: the two gradients are vectors, and at
@@ -134,12 +138,13 @@ assert report.ok
 # Now stack L units and look at the norm of the gradient that reaches the
 # input of each one, for a random upstream gradient at the top:
 #
-# * **plain, default init** — ``y = relu(Linear(x))`` with PyTorch's default
-#   ``Linear`` initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)): each layer
-#   scales the gradient by about sqrt(1/6), so it vanishes exponentially;
-# * **plain, He init** — weights N(0, 2/fan_in): the factor is about 1 at
+# * **plain, default init** — $y = \operatorname{relu}(\operatorname{Linear}(x))$ with PyTorch's default
+#   ``Linear`` initialisation, $U(-1/\sqrt{n_{\text{in}}},\, 1/\sqrt{n_{\text{in}}})$ ($n_{\text{in}}$ the
+#   fan-in): each layer
+#   scales the gradient by about $\sqrt{1/6}$, so it vanishes exponentially;
+# * **plain, He init** — weights $\mathcal{N}(0, 2/n_{\text{in}})$: the factor is about 1 at
 #   initialisation (this is what He initialisation is for);
-# * **residual, default init** — ``y = x + relu(Linear(x))``: the ``+ x`` adds
+# * **residual, default init** — $y = x + \operatorname{relu}(\operatorname{Linear}(x))$: the $+\,x$ adds
 #   the upstream gradient back at every layer, so it cannot vanish.
 
 # %%
@@ -219,7 +224,8 @@ print(f"figure: {out_dir / 'gradient_at_skip_connections.png'}")
 # ## What to remember
 #
 # * Add copies the upstream gradient to both inputs; a fork sums the
-#   gradients of its paths. Together: ``dx = dF/dx^T dout + dout``.
+#   gradients of its paths. Together:
+#   $\frac{\partial L}{\partial x} = (\partial F / \partial x)^{\top} \text{dout} + \text{dout}$.
 # * Without skips the gradient is multiplied by one Jacobian per layer and
 #   vanishes (or explodes) exponentially unless the initialisation is just
 #   right; with skips there is always a direct path. Batch normalisation

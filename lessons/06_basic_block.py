@@ -4,7 +4,11 @@
 # The building block of ResNet-18/34 and of the CIFAR ResNets (He et al.,
 # 2016, Fig. 2):
 #
-#     out = relu( bn2(conv2( relu(bn1(conv1(x))) ))  +  shortcut(x) )
+# $$
+# \text{out} = \operatorname{relu}\Big( \operatorname{bn}_2\big(\operatorname{conv}_2(
+#   \operatorname{relu}(\operatorname{bn}_1(\operatorname{conv}_1(x)))\big)\big)
+#   + \operatorname{shortcut}(x) \Big)
+# $$
 #
 # Two 3x3 convolutions, each followed by batch norm, and a shortcut that
 # adds the block's input to the branch's output. The addition needs both to
@@ -50,8 +54,8 @@ backend.manual_seed(0)
 # ## 1. A block that keeps the shape
 #
 # ``summary`` runs one forward pass and lists every layer with the shape of
-# its output and its number of parameters. A 3x3 convolution from C to C
-# channels without bias has 9*C*C weights; a batch norm has 2*C (weight and
+# its output and its number of parameters. A 3x3 convolution from $C$ to $C$
+# channels without bias has $9C^2$ weights; a batch norm has $2C$ (weight and
 # bias; the running statistics are buffers, not parameters).
 
 # %%
@@ -72,8 +76,8 @@ print(f"BasicBlock({C}, {C}): {tuple(x.shape)} -> {tuple(y.shape)}, "
 # %% [markdown]
 # ## 2. A block that halves the resolution and doubles the width
 #
-# ``conv1`` has stride 2 and 2C output channels, so the branch gives
-# (N, 2C, H/2, W/2). The identity x is still (N, C, H, W): without a
+# ``conv1`` has stride 2 and $2C$ output channels, so the branch gives
+# $(N, 2C, H/2, W/2)$. The identity $x$ is still $(N, C, H, W)$: without a
 # ``downsample`` the Add refuses the two shapes, and it says so.
 
 # %%

@@ -6,9 +6,14 @@
 # convolution works on the narrow tensor, and a second 1x1 convolution
 # *expands* it back:
 #
-#     out = relu( bn3(conv3( relu(bn2(conv2( relu(bn1(conv1(x))) ))) ))  +  shortcut(x) )
+# $$
+# \text{out} = \operatorname{relu}\Big( \operatorname{bn}_3\big(\operatorname{conv}_3(
+#   \operatorname{relu}(\operatorname{bn}_2(\operatorname{conv}_2(
+#   \operatorname{relu}(\operatorname{bn}_1(\operatorname{conv}_1(x)))))))\big)\big)
+#   + \operatorname{shortcut}(x) \Big)
+# $$
 #
-# With 4x fewer channels the expensive 3x3 costs 16x less, so a block three
+# With 4 times fewer channels the expensive 3x3 costs $4^2 = 16$ times less, so a block three
 # layers deep costs about as much as a BasicBlock of two. A whole ImageNet
 # ResNet is a stem (7x7 convolution with stride 2, max-pool), four stages of
 # blocks built by ``_make_layer`` (64, 128, 256, 512 channels, the last three
@@ -55,7 +60,7 @@ def count(module):
 #
 # Both map 256 channels to 256 channels. The BasicBlock has two 3x3
 # convolutions of 256 x 256; the Bottleneck (``out_channels=64``: the width
-# of its 3x3, times ``expansion = 4`` at the output) has 256 -> 64 -> 64 -> 256.
+# of its 3x3, times ``expansion = 4`` at the output) has $256 \to 64 \to 64 \to 256$.
 
 # %%
 basic = BasicBlock(256, 256)

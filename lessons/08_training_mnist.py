@@ -90,9 +90,10 @@ assert x.shape == (batch_size, 1, side, side) and abs(float(x.mean())) < 0.5
 # linear layer — 75 thousand parameters. Both runs start from the same
 # weights (same seed).
 #
-# * **SGD with momentum**: ``v = 0.9 v + g;  p -= lr * v`` (lr 0.05, weight decay 5e-4).
-# * **Adam**: running averages of g and g^2 give each parameter its own step
-#   size, ``p -= lr * m_hat / (sqrt(v_hat) + eps)`` (lr 1e-3).
+# * **SGD with momentum**: $v \leftarrow 0.9\, v + g, \; p \leftarrow p - \eta\, v$
+#   for a parameter $p$ with gradient $g$ (learning rate $\eta = 0.05$, weight decay $5 \cdot 10^{-4}$).
+# * **Adam**: running averages $\hat{m}$ and $\hat{v}$ of $g$ and $g^2$ give each parameter its own step
+#   size, $p \leftarrow p - \eta\, \hat{m} / (\sqrt{\hat{v}} + \varepsilon)$ ($\eta = 10^{-3}$).
 #
 # Both with the same schedule: the learning rate falls along a half cosine
 # from its starting value to zero over the run (``CosineAnnealingLR``, stepped

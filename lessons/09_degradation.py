@@ -9,11 +9,11 @@
 # with a HIGHER training loss than a 20-layer one. This is not overfitting
 # (that would show on the test set, not the training set); the deeper
 # network is harder to *optimise*. The paper's fix: let each pair of layers
-# learn a residual F(x) added to an identity shortcut, ``y = F(x) + x`` —
+# learn a residual $F(x)$ added to an identity shortcut, $y = F(x) + x$ —
 # then extra layers start out close to the identity, and depth helps.
 #
 # We reproduce this at small scale. The networks are the paper's CIFAR
-# family, ``CifarResNet(n)``: 6n + 2 layers (n = 1, 3, 9 gives 8, 20 and 56
+# family, ``CifarResNet(n)``: $6n + 2$ layers ($n = 1, 3, 9$ gives 8, 20 and 56
 # layers), each with its plain twin (``residual=False``: the same layers,
 # no shortcuts). They are trained on MNIST digits shrunk to 14 x 14 (to be
 # quick on a CPU) with the paper's optimizer: SGD with momentum 0.9, weight
@@ -95,9 +95,9 @@ def batches():
 # ## 2. Gradient norms, layer by layer
 #
 # For a network and a fixed batch, one forward and one backward pass give
-# dL/dW for every convolution; we take the norm of each, from the first
+# $\partial L / \partial W$ for every convolution; we take the norm of each, from the first
 # convolution (next to the input) to the last. In a plain network the
-# gradient reaching layer l has passed through every layer above it, and
+# gradient reaching layer $l$ has passed through every layer above it, and
 # each multiplies it by its Jacobian; in a ResNet, every shortcut adds a
 # path that skips the branch.
 
@@ -222,7 +222,7 @@ else:
 # 1. ``degradation_training_loss.png``: training loss against steps, plain
 #    networks on the left, ResNets on the right (the paper's Fig. 6).
 # 2. ``degradation_final_loss.png``: the final training loss per depth.
-# 3. ``gradient_norms.png``: ||dL/dW|| of every convolution, at
+# 3. ``gradient_norms.png``: $\lVert \partial L / \partial W \rVert$ of every convolution, at
 #    initialisation and after training.
 
 # %%
@@ -293,12 +293,13 @@ print(f"figure: {out_dir / 'gradient_norms.png'}")
 #   gradients about a thousand times larger than its last ones; the
 #   ResNet-56's stay within a factor of about ten.
 # * **Why that hurts.** Every convolution here is followed by batch norm, so
-#   scaling a convolution's weights by c changes nothing downstream — and
-#   divides their gradient by c. The outsized early gradients of plain-56
+#   scaling a convolution's weights by $c$ changes nothing downstream — and
+#   divides their gradient by $c$. The outsized early gradients of plain-56
 #   blow its first weights up (the run prints the first convolution's
-#   ||W||: it grows some thirty-fold, the ResNet's less than three-fold);
-#   from then on those layers take tiny relative steps, ||dW|| / ||W||
-#   falling as 1 / ||W||^2, and barely learn.
+#   $\lVert W \rVert$: it grows some thirty-fold, the ResNet's less than three-fold);
+#   from then on those layers take tiny relative steps,
+#   $\lVert \partial L / \partial W \rVert \,/\, \lVert W \rVert$
+#   falling as $1 / \lVert W \rVert^2$, and barely learn.
 # * **Gradients after training** look unremarkable in every network: the
 #   damage is done early and shows in the loss, not in the gradient norms —
 #   as the paper observed of its plain networks ("the backward propagated

@@ -181,13 +181,13 @@ assert drift_kept == 0 and drift_free > 0
 # Each gets the same steps, batches and new head, and no data augmentation
 # (so that nothing but the starting weights differs):
 #
-# * **scratch**: a fresh network, every weight trained at lr 0.1;
+# * **scratch**: a fresh network, every weight trained at learning rate $\eta = 0.1$;
 # * **linear probe**: only ``fc`` trained, on the pretrained features;
 # * **fine-tune**: everything trained, with two *parameter groups*: the new
-#   head at lr 0.1 (it starts from random numbers) and the backbone at lr
-#   0.05 (it is already good: smaller steps keep what it knows).
+#   head at $\eta_{\text{head}} = 0.1$ (it starts from random numbers) and the backbone at
+#   $\eta_{\text{backbone}} = 0.05$ (it is already good: smaller steps keep what it knows).
 #
-# How much smaller? The ImageNet habit is a tenth. Here that holds the
+# How much smaller? The ImageNet habit is $\eta_{\text{backbone}} = \eta_{\text{head}} / 10$. Here that holds the
 # backbone back too much: its last stage learned features that tell 0-4
 # apart, and they have to change for 5-9. ``benchmarks/transfer.md``
 # measures it (half the head's rate was best among the lower ones).

@@ -58,8 +58,8 @@ print(f"GPU: {'available' if GPU else 'not available: ' + gpu_reason}")
 # ## 1. A training step on the CPU
 #
 # One step of ResNet-20 (forward, loss, backward, SGD update) on 28x28
-# single-channel images. The time per image falls with the batch size at
-# first (fixed costs are shared), then levels off: the CPU is busy.
+# single-channel images. The time per image, $t(B)/B$ for a batch of $B$ images,
+# falls with the batch size at first (fixed costs are shared), then levels off: the CPU is busy.
 
 # %%
 loss_fn = SoftmaxCrossEntropy()
