@@ -91,6 +91,11 @@ def _add_train_parser(commands):
                    help="continue an interrupted run: from CHECKPOINT, or from --out/checkpoint.npz if no path "
                         "is given; the run's settings come from the checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data parallelism on every process mpiexec started (mpiexec -n 2 python -m resnet_np train "
+                        "--distributed): --batch-size stays the global batch, each rank takes batch-size/ranks "
+                        "images of it; gradients averaged, batch norms synchronised; rank 0 logs and writes the "
+                        "checkpoint, which resumes under any number of processes. Alone it runs as one process")
     return p
 
 
@@ -199,6 +204,8 @@ def main(argv=None):
         return 0
     from .cli import evaluate_command, finetune_command, train_command
     from .train import TrainingDiverged
+    if args.command == "train" and args.distributed:
+        return _train_distributed(args)
     try:
         if args.command == "train":
             return train_command(args)
@@ -208,6 +215,32 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, TrainingDiverged) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+
+
+def _train_distributed(args):
+    """``train --distributed``: on an error, name the rank and end every process of the job.
+
+    A rank that returns while the others wait for it in a collective would
+    leave them waiting forever: any failure, and Ctrl-C, ends in
+    ``MPI_Abort``, which makes mpiexec stop the whole job with that status.
+    """
+    from . import distributed
+    from .cli import train_command
+    from .train import TrainingDiverged
+    try:
+        world = distributed.init()
+    except (RuntimeError, ValueError) as e:  # no MPI started yet: a plain exit ends this process
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    try:
+        status = train_command(args)
+    except (ValueError, FileNotFoundError, TrainingDiverged) as e:
+        print(f"error (rank {world.rank} of {world.size}): {e}", file=sys.stderr)
+        status = 1
+    if status and world.size > 1:
+        world.abort(status, f"rank {world.rank} of {world.size} stopped with exit status {status}: "
+                            "ending every rank")
+    return status
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 import os
 
-from . import backend, finetune
+from . import backend, distributed, finetune
 from .checkpoint import read_training_config
 from .data import DataLoader, ImageFolder, load_dataset, split_per_class
+from .data.loader import DistributedSampler
 from .models import ARCHITECTURES, weights
 from .models import load as load_model
 from .optim import SGD, Adam, CosineAnnealingLR, LinearWarmup, MultiStepLR
@@ -128,7 +129,18 @@ def _settings_from_args(args):
     return settings
 
 
+def _silent(*args, **kwargs):
+    """What ranks other than 0 print."""
+
+
 def train_command(args):
+    """Train (``--distributed``: on every rank mpiexec started, rank 0 printing and writing)."""
+    world = distributed.init() if getattr(args, "distributed", False) else None
+    if world is None:
+        distributed.check_not_launched("train")
+    elif backend.current() == "cupy":
+        distributed.use_local_gpu(world)  # before any array is made on the GPU
+    say = print if world is None or world.is_main else _silent
     out = args.out
     resume = None
     if args.resume:
@@ -141,14 +153,22 @@ def train_command(args):
             raise ValueError(f"{resume} was written by finetune, which cannot be resumed: run finetune again "
                              f"(its weights load with --from {resume})")
         out = out or os.path.dirname(os.path.abspath(resume))
-        print(f"resuming {resume}: {settings}")
+        say(f"resuming {resume}: {settings}")
     else:
         settings = _settings_from_args(args)
     out = out or _default_out(settings["dataset"], settings["model"])
     if settings["model"] not in ARCHITECTURES:  # before the data is loaded: fail fast
         build_model(settings["model"], 10, 1)
+    # --batch-size is the global batch: the optimizer's, whatever the number of ranks.
+    batch_size = settings["batch_size"]
+    if world is not None:
+        batch_size = distributed.check_batch_size(batch_size, world)  # each rank's share of it
 
+    if world is not None and not world.is_main:
+        world.barrier()  # rank 0 reads (and if need be downloads) the data first, alone
     train_set, test_set = load_splits(settings, args.data)
+    if world is not None and world.is_main:
+        world.barrier()
     if settings["train_size"]:
         train_set = train_set.subset(range(min(settings["train_size"], len(train_set))))
     if settings.get("test_size"):
@@ -158,22 +178,34 @@ def train_command(args):
     backend.manual_seed(settings["seed"])
     model = build_model(settings["model"], num_classes, in_channels, settings["shortcut"])
     augment = _augmentation(settings)
-    train_loader = DataLoader(train_set, batch_size=settings["batch_size"], shuffle=True, drop_last=True,
-                              seed=settings["seed"], augment=augment)
-    test_loader = DataLoader(test_set, batch_size=500, shuffle=False)
+    train_sampler = test_sampler = None
+    if world is not None:
+        model = distributed.DistributedDataParallel(distributed.convert_sync_batchnorm(model, world), world)
+        train_sampler = DistributedSampler(world.size, world.rank, drop_last=True)
+        test_sampler = DistributedSampler(world.size, world.rank, pad=False)  # each test image counted once
+    train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True,
+                              seed=settings["seed"], augment=augment, sampler=train_sampler)
+    test_loader = DataLoader(test_set, batch_size=500, shuffle=False, sampler=test_sampler)
+    if world is not None and len(train_loader) == 0:
+        raise ValueError(f"each of the {world.size} ranks gets {train_sampler.share_length(len(train_set))} training "
+                         f"images, fewer than its share of the batch ({batch_size}): lower --batch-size")
     optimizer = build_optimizer(settings, model.parameters())
     scheduler = build_scheduler(settings, optimizer, settings["epochs"] * len(train_loader))
 
     n_params = sum(p.size for p in model.parameters())
-    print(f"training {settings['model']} ({n_params:,} parameters) on {settings['dataset']}: "
-          f"{len(train_set):,} images, {settings['epochs']} epoch(s) of {len(train_loader)} steps, "
-          f"{settings['optimizer']} lr {settings['lr']:g}, {settings['schedule']} schedule, "
-          f"backend {backend.current()}; writing to {out}")
+    say(f"training {settings['model']} ({n_params:,} parameters) on {settings['dataset']}: "
+        f"{len(train_set):,} images, {settings['epochs']} epoch(s) of {len(train_loader)} steps, "
+        f"{settings['optimizer']} lr {settings['lr']:g}, {settings['schedule']} schedule, "
+        f"backend {backend.current()}; writing to {out}")
+    if world is not None:
+        ranks = distributed.describe_ranks(world)  # every rank takes part
+        say(f"distributed: {world.size} process(es), {batch_size} images of each batch of {settings['batch_size']} "
+            f"per rank, batch norms synchronised ({ranks})", flush=True)
     history = fit(model, train_loader, test_loader, settings["epochs"], optimizer, scheduler, out_dir=out,
-                  resume=resume, config=settings, progress=not args.no_progress)
+                  resume=resume, config=settings, progress=not args.no_progress, world=world)
     if history.get("val_acc"):
-        print(f"test accuracy: {history['val_acc'][-1]:.2%}")
-    print(f"checkpoint: {os.path.join(out, 'checkpoint.npz')}\ncurves: {os.path.join(out, 'curves.png')}")
+        say(f"test accuracy: {history['val_acc'][-1]:.2%}")
+    say(f"checkpoint: {os.path.join(out, 'checkpoint.npz')}\ncurves: {os.path.join(out, 'curves.png')}")
     return 130 if history.get("interrupted") else 0
 
 
@@ -222,6 +254,7 @@ def finetune_command(args):
         settings["backbone_lr"] = settings["head_lr"] / 2
     settings["command"] = "finetune"
     settings["from"] = os.path.abspath(args.source)
+    distributed.check_not_launched("finetune")
     _folder_options(settings)
     if not os.path.isfile(args.source):
         raise FileNotFoundError(f"no checkpoint file at {args.source}")

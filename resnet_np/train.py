@@ -17,6 +17,12 @@ over all parameter gradients, before the optimizer may use them — and when
 a check fails the batch is re-run with every layer watched
 (``resnet_np.nancheck``) so the error can name the layer where the NaN or
 Inf first appeared.
+
+Under ``mpiexec`` (``model`` a ``distributed.DistributedDataParallel``)
+every rank runs the same loop on its share of each batch; the metrics of
+an epoch are summed over the ranks once, at its end (one all-reduce of
+three numbers, nothing added to the steps), and only rank 0 shows the
+progress bar, logs, and writes the checkpoint and the curves.
 """
 
 import glob
@@ -28,6 +34,7 @@ from tqdm import tqdm
 from .atomic import write_atomically
 from .backend import get_array_module
 from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import WORLD_OF_ONE, DistributedDataParallel, unwrap
 from .layers import NonFiniteLossError, SoftmaxCrossEntropy
 from .nancheck import gradients_are_finite, locate_non_finite
 
@@ -38,24 +45,33 @@ class TrainingDiverged(RuntimeError):
     """The loss or a gradient became NaN or infinite; the message says where and what to try."""
 
 
-def _where(model, loss_fn, x, y):
+def _where(model, loss_fn, x, y, world=WORLD_OF_ONE):
     """The layer where the NaN/Inf of this batch first appears, as a phrase for an error message."""
-    found = locate_non_finite(model, loss_fn, x, y)
+    if world.size > 1:
+        # The re-run would call synchronised batch norms on this rank alone, and wait forever.
+        return (f"(rank {world.rank} of {world.size}; the layer is not searched for under several processes: "
+                "resume the last checkpoint in one process to find it)")
+    found = locate_non_finite(unwrap(model), loss_fn, x, y)
     if found is None:
         return "re-running the batch gave finite values everywhere, so no layer could be named"
     return found
 
 
-def _diverged(what, epoch, step, optimizer, model, loss_fn, x, y):
+def _diverged(what, epoch, step, optimizer, model, loss_fn, x, y, world=WORLD_OF_ONE):
     """The error for a training step whose loss or gradients are not finite, naming the layer."""
     return TrainingDiverged(
         f"{what} became NaN or infinite at epoch {epoch + 1}, step {step + 1} (learning rate "
-        f"{optimizer.param_groups[0]['lr']:g}): {_where(model, loss_fn, x, y)}; training has diverged; "
+        f"{optimizer.param_groups[0]['lr']:g}): {_where(model, loss_fn, x, y, world)}; training has diverged; "
         "try a lower learning rate (for example a tenth)")
 
 
-def evaluate(model, loader, loss_fn=None):
-    """(mean loss, accuracy) of ``model`` over ``loader``, in eval mode."""
+def evaluate(model, loader, loss_fn=None, world=None):
+    """(mean loss, accuracy) of ``model`` over ``loader``, in eval mode.
+
+    With a ``world`` of several ranks, each evaluates its share (a loader
+    with ``DistributedSampler(pad=False)``) and the sums are all-reduced.
+    """
+    world = _world_of(model, world)
     loss_fn = loss_fn or SoftmaxCrossEntropy()
     was_training = model.training
     model.eval()
@@ -66,18 +82,28 @@ def evaluate(model, loader, loss_fn=None):
             try:
                 loss = loss_fn(logits, y)
             except NonFiniteLossError as e:
-                raise NonFiniteLossError(f"{e} ({_where(model, loss_fn, x, y)})") from None
+                raise NonFiniteLossError(f"{e} ({_where(model, loss_fn, x, y, world)})") from None
             total_loss += loss * len(y)
             correct += int((logits.argmax(axis=1) == y).sum())
             seen += len(y)
     finally:
         model.train(was_training)
+    if world.size > 1:
+        total_loss, correct, seen = world.sum_numbers(total_loss, correct, seen)
+        correct, seen = int(correct), int(seen)
     if seen == 0:
         raise ValueError("evaluate: the loader yielded no examples")
     return total_loss / seen, correct / seen
 
 
-def _train_one_epoch(model, loader, optimizer, loss_fn, scheduler, epoch, epochs, progress):
+def _world_of(model, world):
+    """The world given, else the model's (a DistributedDataParallel's), else a world of one."""
+    if world is not None:
+        return world
+    return model.world if isinstance(model, DistributedDataParallel) else WORLD_OF_ONE
+
+
+def _train_one_epoch(model, loader, optimizer, loss_fn, scheduler, epoch, epochs, progress, world=WORLD_OF_ONE):
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
@@ -87,11 +113,11 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, scheduler, epoch, epochs
         try:
             loss = loss_fn(logits, y)  # checks that the logits are finite
         except NonFiniteLossError:
-            raise _diverged("the loss", epoch, step, optimizer, model, loss_fn, x, y) from None
+            raise _diverged("the loss", epoch, step, optimizer, model, loss_fn, x, y, world) from None
         optimizer.zero_grad()
         model.backward(loss_fn.backward())
         if not gradients_are_finite(model.parameters()):  # before the optimizer spreads them into the weights
-            raise _diverged("the gradients", epoch, step, optimizer, model, loss_fn, x, y)
+            raise _diverged("the gradients", epoch, step, optimizer, model, loss_fn, x, y, world)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()  # schedules here count iterations, as in the paper (32k, 48k)
@@ -104,11 +130,13 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, scheduler, epoch, epochs
                             img_s=f"{seen / (time.perf_counter() - start):.0f}")
     bar.close()
     seconds = time.perf_counter() - start
+    if world.size > 1:
+        total_loss, correct, seen = world.sum_numbers(total_loss, correct, seen)
     return total_loss / seen, correct / seen, seen / seconds, seconds
 
 
 def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss_fn=None, out_dir=None,
-        resume=None, config=None, progress=True, log=print):
+        resume=None, config=None, progress=True, log=print, world=None):
     """Train ``model`` for ``epochs`` epochs; returns the history of metrics (a dict of lists).
 
     ``scheduler`` is stepped once per training step. With ``out_dir``, a
@@ -123,17 +151,25 @@ def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss
     infinite loss, gradient or validation loss raises ``TrainingDiverged``
     naming the layer where it first appeared, also leaving it in place
     (the faulty step is not applied).
+
+    ``world`` (default: the model's, for a ``DistributedDataParallel``):
+    every rank calls ``fit`` alike; rank 0 alone logs, shows progress and
+    writes ``out_dir``; every rank reads ``resume``.
     """
     loss_fn = loss_fn or SoftmaxCrossEntropy()
+    world = _world_of(model, world)
+    if not world.is_main:
+        progress, log = False, _silent
     history = {key: [] for key in HISTORY_KEYS}
     start_epoch = 0
     if resume is not None:
-        state = load_checkpoint(resume, model=model, optimizer=optimizer, scheduler=scheduler)
+        state = load_checkpoint(resume, model=unwrap(model), optimizer=optimizer, scheduler=scheduler)
         start_epoch = state.epoch
         history.update({key: list(value) for key, value in state.history.items()})
         log(f"resumed from {resume} after epoch {start_epoch}")
     checkpoint_path = os.path.join(out_dir, "checkpoint.npz") if out_dir else None
-    if out_dir:
+    writes = bool(out_dir) and world.is_main
+    if writes:
         os.makedirs(out_dir, exist_ok=True)
         _remove_leftover_temporary_files(out_dir, log)
 
@@ -142,9 +178,10 @@ def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss
         train_loader.set_epoch(epoch)  # the data order depends on (seed, epoch) only: resumable
         try:
             train_loss, train_acc, speed, seconds = _train_one_epoch(
-                model, train_loader, optimizer, loss_fn, scheduler, epoch, epochs, progress)
+                model, train_loader, optimizer, loss_fn, scheduler, epoch, epochs, progress, world)
             try:
-                val_loss, val_acc = evaluate(model, val_loader, loss_fn) if val_loader is not None else (None, None)
+                val_loss, val_acc = (evaluate(model, val_loader, loss_fn, world) if val_loader is not None
+                                     else (None, None))
             except NonFiniteLossError as e:
                 raise TrainingDiverged(f"validation after epoch {epoch + 1}: {e}") from None
             for key, value in zip(HISTORY_KEYS, (epoch + 1, train_loss, train_acc, val_loss, val_acc, speed,
@@ -154,9 +191,11 @@ def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss
             log(f"epoch {epoch + 1}/{epochs}: train loss {train_loss:.4f}, train acc {train_acc:.2%}{val_text}"
                 f" ({speed:.0f} images/s, {seconds:.0f} s)")
             if out_dir:
-                save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch + 1, history, config)
-                saved_epoch = epoch + 1
-                save_curves(history, os.path.join(out_dir, "curves.png"))
+                if writes:
+                    save_checkpoint(checkpoint_path, unwrap(model), optimizer, scheduler, epoch + 1, history, config)
+                saved_epoch = epoch + 1  # on every rank: what the error messages below say
+                if writes:
+                    save_curves(history, os.path.join(out_dir, "curves.png"))
         except KeyboardInterrupt:
             kept = (f"; the last good checkpoint is {checkpoint_path} (epoch {saved_epoch})"
                     if checkpoint_path and saved_epoch else "")
@@ -168,6 +207,10 @@ def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss
                     if checkpoint_path and saved_epoch else "")
             raise TrainingDiverged(f"{e}.{kept}") from None
     return history
+
+
+def _silent(*args, **kwargs):
+    """The log of ranks other than 0."""
 
 
 def _remove_leftover_temporary_files(out_dir, log):
