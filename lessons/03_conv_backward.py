@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Lesson 3 — the convolution's backward pass, and col2im
 #
-# A convolution layer computes $\text{out} = W_{\text{mat}}\, \operatorname{im2col}(x)$. Training needs
+# A convolution layer computes $\text{out} = W_{\text{mat}}\, \text{im2col}(x)$. Training needs
 # the gradients of a loss $L$ with respect to the weights and to the input.
 # With $\text{dout} = \partial L / \partial\, \text{out}$, matrix calculus gives them in two lines
 # (``dW_mat`` and ``dcols`` in the code):
@@ -81,11 +81,11 @@ print(f"figure: {out_dir / 'col2im_overlap.png'}")
 # For any $x$ and any column matrix $c$,
 #
 # $$
-# \langle \operatorname{im2col}(x), c \rangle = \langle x, \operatorname{col2im}(c) \rangle .
+# \langle \text{im2col}(x), c \rangle = \langle x, \text{col2im}(c) \rangle .
 # $$
 #
 # That identity is exactly what makes
-# $\partial L / \partial x = \operatorname{col2im}(\partial L / \partial\, \text{cols})$ the right
+# $\partial L / \partial x = \text{col2im}(\partial L / \partial\, \text{cols})$ the right
 # gradient: $L$ depends on $x$ only through the copies.
 
 # %%

@@ -189,7 +189,7 @@ def make_sources(app):
 FUNCTIONS = {"sqrt": r"\sqrt", "exp": r"\exp", "log": r"\log", "max": r"\max", "min": r"\min",
              "logsumexp": r"\operatorname{logsumexp}", "softmax": r"\operatorname{softmax}",
              "relu": r"\operatorname{relu}", "sum": r"\sum", "mean": r"\operatorname{mean}",
-             "col2im": r"\operatorname{col2im}", "im2col": r"\operatorname{im2col}"}
+             "col2im": r"\text{col2im}", "im2col": r"\text{im2col}"}
 GREEK = {"eps": r"\varepsilon", "gamma": r"\gamma", "beta": r"\beta", "mu": r"\mu", "lambda": r"\lambda",
          "sigma": r"\sigma", "eta": r"\eta"}
 TOKEN = re.compile(r"\s+|sum_\{[^}]*\}|sum_\w+|[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?(?:e-?\d+)?|\*\*|\+=|==|>=|<="

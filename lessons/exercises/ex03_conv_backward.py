@@ -13,7 +13,7 @@
 # ## The forward pass (given below, as in exercise 2)
 #
 # $$
-# \text{cols}[n] = \operatorname{im2col}(x)[n], \qquad
+# \text{cols}[n] = \text{im2col}(x)[n], \qquad
 # W_{\text{mat}} = w \text{ reshaped to } (F,\; C K_H K_W), \qquad
 # \text{out}[n] = W_{\text{mat}}\, \text{cols}[n] + b \mathbf{1}^\top
 # $$
