@@ -27,7 +27,8 @@
 #     w[f, c', i, j]\; x_{\text{pad}}[n,\, g C_g + c',\, o_h s + i,\, o_w s + j]
 # $$
 #
-# where $g = \lfloor f / F_g \rfloor$ is the group of filter $f$ and $s$ the stride. The weight has PyTorch's shape $(F, C_g, K_H, K_W)$. The code below does
+# where $g = \lfloor f / F_g \rfloor$ is the group of filter $f$ and $s$ the stride. The
+# weight has PyTorch's shape $(F, C_g, K_H, K_W)$. The code below does
 # it with im2col: the rows of `cols` come channel by channel, so group
 # $g$'s rows are one contiguous block, and each group is one matrix product
 # of its $(F_g, C_g K_H K_W)$ weight with its block of `cols`; the $G$
