@@ -322,7 +322,8 @@ def report(args, ours, theirs):
     for name, _, _, flops in layer_cases(args.quick):
         fwd, bwd = ours["layers"][name]
         gflops = flops / fwd / 1e9
-        row = f"| {name} | {fwd * 1e3:.2f} | {bwd * 1e3:.2f} | {gflops:.1f} | {100 * gflops / ours['peak_gflops']:.0f}% | "
+        row = (f"| {name} | {fwd * 1e3:.2f} | {bwd * 1e3:.2f} | {gflops:.1f} | "
+               f"{100 * gflops / ours['peak_gflops']:.0f}% | ")
         if theirs:
             tf, tb = theirs["layers"][name]
             row += f"{tf * 1e3:.2f} | {tb * 1e3:.2f} | {ratio(fwd, tf)} | {ratio(bwd, tb)} |"

@@ -17,7 +17,6 @@ import argparse
 import collections
 import json
 import pathlib
-import statistics
 import sys
 import time
 

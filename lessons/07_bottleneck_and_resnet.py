@@ -38,8 +38,17 @@ import numpy as np  # noqa: E402
 from resnet_np import backend  # noqa: E402
 from resnet_np.gradcheck import check_module  # noqa: E402
 from resnet_np.layers import BatchNorm2d, Conv2d, Sequential  # noqa: E402
-from resnet_np.models import (BasicBlock, Bottleneck, plain18, resnet18, resnet34, resnet50,  # noqa: E402
-                              resnet101, resnet152, summary)
+from resnet_np.models import (  # noqa: E402
+    BasicBlock,
+    Bottleneck,
+    plain18,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+    resnet152,
+    summary,
+)
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true", help="only ResNet-18 and -50 counted, for the test suite")

@@ -37,7 +37,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from _common import load_digits, shrink  # noqa: E402  (lessons/_common.py: MNIST or synthetic digits)
 from resnet_np import backend  # noqa: E402
 from resnet_np.backend import to_numpy  # noqa: E402
 from resnet_np.data import DataLoader  # noqa: E402
@@ -45,6 +44,8 @@ from resnet_np.layers import SoftmaxCrossEntropy  # noqa: E402
 from resnet_np.models import CifarResNet  # noqa: E402
 from resnet_np.optim import SGD, Adam, CosineAnnealingLR  # noqa: E402
 from resnet_np.train import evaluate  # noqa: E402
+
+from _common import load_digits, shrink  # noqa: E402  (lessons/_common.py: MNIST or synthetic digits)
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true", help="a few dozen steps on a subset, for the test suite")

@@ -43,13 +43,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from _common import load_digits, shrink  # noqa: E402  (lessons/_common.py: MNIST or synthetic digits)
 from resnet_np import backend  # noqa: E402
 from resnet_np.backend import to_numpy  # noqa: E402
 from resnet_np.data import DataLoader  # noqa: E402
 from resnet_np.layers import SoftmaxCrossEntropy  # noqa: E402
 from resnet_np.models import CifarResNet  # noqa: E402
 from resnet_np.optim import SGD, LinearWarmup  # noqa: E402
+
+from _common import load_digits, shrink  # noqa: E402  (lessons/_common.py: MNIST or synthetic digits)
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true", help="shallow networks and few steps, for the test suite")

@@ -34,12 +34,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from _common import load_digits  # noqa: E402  (lessons/_common.py: MNIST or synthetic digits)
 from resnet_np import backend, finetune  # noqa: E402
 from resnet_np.data import DataLoader  # noqa: E402
 from resnet_np.models import CifarResNet, resnet20, save  # noqa: E402
 from resnet_np.optim import SGD, CosineAnnealingLR, LinearWarmup  # noqa: E402
 from resnet_np.train import evaluate, fit  # noqa: E402
+
+from _common import load_digits  # noqa: E402  (lessons/_common.py: MNIST or synthetic digits)
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true", help="a smaller network and fewer images, for the test suite")

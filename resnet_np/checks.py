@@ -44,7 +44,8 @@ def check_float_input(layer, x, ndim, layout, like=None):
         if backend.backend_of(x) != backend.backend_of(like):
             raise ValueError(
                 f"{layer_name(layer)}: input is a {backend.backend_of(x)} array but the layer's parameters are "
-                f"on {backend.backend_of(like)} (use backend.to_device(x, '{backend.backend_of(like)}') or model.to(...))"
+                f"on {backend.backend_of(like)} "
+                f"(use backend.to_device(x, '{backend.backend_of(like)}') or model.to(...))"
             )
 
 

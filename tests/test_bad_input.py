@@ -92,7 +92,7 @@ def test_flatten_needs_a_batch_axis():
 
 
 @pytest.mark.parametrize("layer", [Conv2d(3, 4, 3), ReLU(), Flatten(), GlobalAvgPool2d()],
-                         ids=lambda l: type(l).__name__)
+                         ids=lambda layer: type(layer).__name__)
 def test_not_an_array(layer):
     expect_error(ValueError, lambda: layer([[1.0, 2.0]]), type(layer).__name__, "expected an array", "got list")
 

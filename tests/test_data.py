@@ -23,8 +23,7 @@ import threading
 import numpy as np
 import pytest
 
-from resnet_np.data import DATASETS, DataLoader, Dataset, load_dataset, random_crop, random_flip
-from resnet_np.data import cifar, download
+from resnet_np.data import DATASETS, DataLoader, Dataset, cifar, download, load_dataset, random_crop, random_flip
 from resnet_np.data.augment import augment
 
 MNIST_LIKE = ("mnist", "fashion-mnist")

@@ -6,7 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from resnet_np import backend, train as train_module
+from resnet_np import backend
+from resnet_np import train as train_module
 from resnet_np.checkpoint import load_checkpoint
 from resnet_np.data import DataLoader, Dataset
 from resnet_np.layers import SoftmaxCrossEntropy

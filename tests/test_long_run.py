@@ -10,8 +10,18 @@ import pytest
 
 from resnet_np import backend
 from resnet_np.data import DataLoader, Dataset
-from resnet_np.layers import (Add, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU,
-                              Sequential, SoftmaxCrossEntropy)
+from resnet_np.layers import (
+    Add,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    GlobalAvgPool2d,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+    SoftmaxCrossEntropy,
+)
 from resnet_np.models import CifarResNet
 from resnet_np.models.basic_block import BasicBlock
 from resnet_np.models.shortcut import ShortcutA

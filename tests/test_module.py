@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from resnet_np import backend
-from resnet_np.module import Module, Parameter
 from resnet_np.layers import (
     Add,
     BatchNorm2d,
@@ -24,6 +23,7 @@ from resnet_np.layers import (
     ReLU,
     Sequential,
 )
+from resnet_np.module import Module, Parameter
 
 
 class Block(Module):
@@ -486,7 +486,7 @@ def test_repr_shows_nested_children():
         assert fragment in text, f"{fragment!r} missing from\n{text}"
     # the Sequential's children are indented one level deeper than the block's
     lines = text.splitlines()
-    ds = next(i for i, l in enumerate(lines) if "(downsample)" in l)
+    ds = next(i for i, line in enumerate(lines) if "(downsample)" in line)
     indent = len(lines[ds]) - len(lines[ds].lstrip())
     assert len(lines[ds + 1]) - len(lines[ds + 1].lstrip()) > indent
     assert repr(Linear(2, 3)) == "Linear(in_features=2, out_features=3, bias=True)"

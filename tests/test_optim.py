@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 
 from resnet_np import Parameter, backend
-from resnet_np.optim import (SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, MultiStepLR, Optimizer,
-                             StepLR)
+from resnet_np.optim import SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, MultiStepLR, Optimizer, StepLR
 
 
 def scalar_param(value=1.0, dtype="float64"):

@@ -22,11 +22,28 @@ import sys
 import numpy as np
 import pytest
 
-from resnet_np.layers import BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, Linear, ReLU, Sequential, \
-    SoftmaxCrossEntropy
-from resnet_np.models import CifarResNet, load, load_torch_state_dict, plain20, resnet18, resnet20, resnet32, save, \
-    save_torch_state_dict
-from resnet_np.models import weights
+from resnet_np.layers import (
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    GlobalAvgPool2d,
+    Linear,
+    ReLU,
+    Sequential,
+    SoftmaxCrossEntropy,
+)
+from resnet_np.models import (
+    CifarResNet,
+    load,
+    load_torch_state_dict,
+    plain20,
+    resnet18,
+    resnet20,
+    resnet32,
+    save,
+    save_torch_state_dict,
+    weights,
+)
 
 
 def scramble(model, seed=1):

@@ -25,8 +25,8 @@ import io
 import json
 import os
 import tarfile
-import zlib
 import zipfile
+import zlib
 
 from ..atomic import write_atomically
 from ..backend import host

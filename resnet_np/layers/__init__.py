@@ -14,5 +14,6 @@ from .sequential import Sequential
 
 __all__ = [
     "Add", "BatchNorm2d", "Conv2d", "conv2d_naive", "Dropout", "Flatten", "col2im", "conv_output_size", "im2col",
-    "Linear", "NonFiniteLossError", "SoftmaxCrossEntropy", "GlobalAvgPool2d", "MaxPool2d", "maxpool2d_naive", "ReLU", "Sequential",
+    "Linear", "NonFiniteLossError", "SoftmaxCrossEntropy", "GlobalAvgPool2d", "MaxPool2d", "maxpool2d_naive", "ReLU",
+    "Sequential",
 ]

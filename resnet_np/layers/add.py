@@ -31,7 +31,8 @@ class Add(Module):
             raise ValueError(f"{layer_name(self)}: the two inputs must have the same shape, "
                              f"got {tuple(a.shape)} and {tuple(b.shape)}")
         if a.dtype != b.dtype:
-            raise ValueError(f"{layer_name(self)}: the two inputs must have the same dtype, got {a.dtype} and {b.dtype}")
+            raise ValueError(f"{layer_name(self)}: the two inputs must have the same dtype, "
+                             f"got {a.dtype} and {b.dtype}")
         self._cache = a.shape
         xp = get_array_module(a)
         out = xp.empty_like(a)
