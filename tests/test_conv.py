@@ -123,3 +123,11 @@ def test_nothing_upcasts_float32():
     loss = L.SoftmaxCrossEntropy()
     loss(randn(2, 3).astype(np.float32), np.array([0, 2]))
     assert loss.backward().dtype == np.float32
+
+
+@pytest.mark.parametrize("c_in,c_out", [(2, 5), (5, 2), (4, 4)])
+def test_both_backward_routes_at_stride_1(c_in, c_out):
+    """Few inputs, many outputs: im2col of x + col2im; otherwise the transposed convolution. Both exact."""
+    conv = L.Conv2d(c_in, c_out, 3, padding=1).astype("float64")
+    assert conv._transposed_conv_applies() == (2 * c_in >= c_out)
+    check_module(conv, randn(2, c_in, 5, 6))

@@ -250,9 +250,16 @@ class Conv2d(Module):
         return dw_t.transpose(0, 2, 1).reshape(self.weight.shape)
 
     def _transposed_conv_applies(self):
-        """dx as a convolution needs stride 1 and padding P <= D*(K-1) (else the padding would be negative)."""
+        """Whether backward takes the transposed-convolution route (``_backward_transposed``).
+
+        It needs stride 1 and padding P <= D*(K-1) (else dout's padding would
+        be negative), and it pays only if dout's im2col (F*KH*KW rows) is not
+        much bigger than the input's (C*KH*KW rows): not for a stem that
+        turns 3 colour channels into 16 or 64 maps.
+        """
         (KH, KW), (PH, PW), (DH, DW) = self.kernel_size, self.padding, self.dilation
-        return self.stride == (1, 1) and PH <= DH * (KH - 1) and PW <= DW * (KW - 1)
+        return (self.stride == (1, 1) and PH <= DH * (KH - 1) and PW <= DW * (KW - 1)
+                and 2 * self.in_channels >= self.out_channels)
 
     def _backward_transposed(self, x, dout, need_dw):
         """dx and dW of a stride-1 convolution, both from ONE im2col: that of dout.
