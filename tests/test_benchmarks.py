@@ -47,3 +47,15 @@ def test_transfer_benchmark_runs_quick(tmp_path):
     assert len(runs) == 2 * 2 + 2 * 2 * 3, runs  # the summary rows, then one row per run (two draws each)
     assert all(line.count("%") == 2 for line in runs[4:]), runs[4:]
     assert plot.stat().st_size > 10_000
+
+
+def test_scaling_benchmark_runs_quick(tmp_path):
+    """benchmarks/scaling.py on tiny sizes: the three tables (batch, depth, width) and the figure."""
+    out = tmp_path / "scaling.md"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scaling.py"), "--quick", "--repeat", "1",
+                    "--out", str(out)], check=True, capture_output=True, cwd=str(tmp_path))
+    text = out.read_text()
+    assert "Against the batch size" in text and "Against the depth" in text and "Against the width" in text
+    rows = [line for line in text.splitlines() if line.startswith("| resnet") or line.startswith("| wrn")]
+    assert len(rows) == 3 + 2 + 2, rows
+    assert (tmp_path / "scaling.png").stat().st_size > 10_000
