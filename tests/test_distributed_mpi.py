@@ -264,6 +264,19 @@ def test_a_killed_rank_ends_the_job_and_the_last_checkpoint_resumes_under_any_nu
         np.testing.assert_allclose(value, b.model.state_dict()[key], rtol=1e-3, atol=1e-4, err_msg=key)
 
 
+def test_the_benchmark_runs_quick(tmp_path):
+    """benchmarks/bench_distributed.py on 8 images: every setting lands in the table, the model on paper too."""
+    out = tmp_path / "distributed.md"
+    result = run([ROOT / "benchmarks" / "bench_distributed.py", "--quick", "--steps", "1", "--batch", "8",
+                  "--repeat", "2", "--out", out], tmp_path, mpi=False, timeout=300)
+    assert result.returncode == 0, result
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith(("| 1 process", "| 2 ranks"))]
+    assert len(rows) == 5 and all(line.count("|") == 8 for line in rows), rows
+    assert sum("%" in line for line in rows) == 3  # the share of the step blocked in MPI, for the ranks
+    assert text.count("| ResNet-50, A100") == 6 and "InfiniBand" in text
+
+
 def test_lesson_13_runs_alone_and_under_mpiexec(tmp_path):
     lesson = ROOT / "lessons" / "13_data_parallel.py"
     for mpi in (False, True):
