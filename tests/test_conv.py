@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from resnet_np import layers as L
-from resnet_np.gradcheck import rel_error
-from resnet_np.gradcheck import check_module
+from resnet_np.gradcheck import check_module, rel_error
 from resnet_np.layers import conv as conv_module
 from resnet_np.layers.im2col import col2im, col2im_cf, conv_grid_width, im2col, im2col_cf
 

@@ -2,8 +2,16 @@
 
 from .. import init, parallel
 from ..backend import get_array_module
-from ..checks import (check_dim, check_dout, check_float_input, check_forward_done, check_not_empty_image, layer_name,
-                      pair, positive_int)
+from ..checks import (
+    check_dim,
+    check_dout,
+    check_float_input,
+    check_forward_done,
+    check_not_empty_image,
+    layer_name,
+    pair,
+    positive_int,
+)
 from ..module import Module, Parameter
 from .im2col import col2im_cf, conv_grid_width, conv_output_size, im2col_cf, pad2d
 
@@ -221,7 +229,7 @@ class Conv2d(Module):
         N, C, H, W = x.shape
         F, OH, OW = dout.shape[1:]
         G = self.groups
-        (KH, KW), (PH, PW), (DH, DW) = self.kernel_size, self.padding, self.dilation
+        (KH, KW), (PH, PW), DW = self.kernel_size, self.padding, self.dilation[1]
         GW = conv_grid_width(W, KW, self.stride, PW, DW)
         K = C // G * KH * KW
         B = images_per_chunk(xp, N, C * KH * KW, OH * GW, x.dtype.itemsize)
@@ -321,7 +329,7 @@ class Conv2d(Module):
         N, C, H, W = x_shape
         F, OH, OW = dout.shape[1:]
         G = self.groups
-        (KH, KW), (PH, PW), (DH, DW) = self.kernel_size, self.padding, self.dilation
+        (KH, KW), (PH, PW), DW = self.kernel_size, self.padding, self.dilation[1]
         GW = conv_grid_width(W, KW, self.stride, PW, DW)
         w_mat_t = self.weight.data.reshape(G, F // G, -1).transpose(0, 2, 1)   # (G, Cg*KH*KW, F/G)
         B = images_per_chunk(xp, N, C * KH * KW, OH * GW, dout.dtype.itemsize)
