@@ -96,8 +96,11 @@ def scenario_equivalence():
                 kind = "running statistics" if "running" in key else "weights"
                 worst[kind] = max(worst[kind], relative_error(ours[key], theirs[key]))
         steps += 1
-    print(f"rank {world.rank}: {steps} steps, {len(model.buckets)} buckets; worst relative error: "
-          + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()) + f"; overall {max(worst.values()):.3e}", flush=True)
+    everyone = world.allgather_object(worst)  # rank 0 prints for all: two ranks' lines could interleave
+    if world.is_main:
+        for rank, errors in enumerate(everyone):
+            print(f"rank {rank}: {steps} steps, {len(model.buckets)} buckets; worst relative error: "
+                  + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()) + f"; overall {max(errors.values()):.3e}")
 
 
 def scenario_mismatch():
