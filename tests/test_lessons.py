@@ -17,9 +17,10 @@ def test_there_are_lessons():
 
 
 def test_the_course_is_complete_and_listed():
-    """Lessons 01-11, each in the percent format with --quick and --out, each in the README's table."""
+    """Lessons 01, 02, ... with none missing (12 at least), each in the percent format with --quick and --out,
+    each in the README's table."""
     numbers = sorted(int(p.name[:2]) for p in LESSONS)
-    assert numbers == list(range(1, 12)), numbers
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 12, numbers
     readme = (ROOT / "lessons" / "README.md").read_text()
     for lesson in LESSONS:
         text = lesson.read_text()
