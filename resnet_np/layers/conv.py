@@ -122,7 +122,7 @@ def conv2d_im2col(x, w_mat, kernel_size, stride, padding, dilation=(1, 1), group
                 out_b += bias.reshape(F, 1, 1, 1)
             out[n0:n0 + b] = out_b.transpose(1, 0, 2, 3)
 
-    parallel.for_each_part(images, N, min_part=B, xp=xp)
+    parallel.for_each_part(images, N, xp=xp)
     return out
 
 
@@ -251,7 +251,7 @@ class Conv2d(Module):
                 dw_t += cols_b.reshape(G, K, b * OH * GW) @ d_b.transpose(0, 2, 1)
             return dw_t
 
-        parts = parallel.for_each_part(images, N, min_part=B, xp=xp)
+        parts = parallel.for_each_part(images, N, xp=xp)
         dw_t = parts[0]
         for part in parts[1:]:  # in a fixed order: the same sum on every run
             dw_t += part
@@ -313,7 +313,7 @@ class Conv2d(Module):
                     dw_t += dcols_b.reshape(G, Fg * KH * KW, b * H * GW) @ x_b.transpose(0, 2, 1)
             return dw_t
 
-        parts = parallel.for_each_part(images, N, min_part=B, xp=xp)
+        parts = parallel.for_each_part(images, N, xp=xp)
         if not need_dw:
             return dx, None
         dw_t = parts[0]
@@ -348,7 +348,7 @@ class Conv2d(Module):
                 col2im_cf(dcols, dx_pad[:, :b], self.kernel_size, self.stride, (OH, GW), self.dilation)
                 dx[n0:n0 + b] = dx_pad[:, :b, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3)
 
-        parallel.for_each_part(images, N, min_part=B, xp=xp)
+        parallel.for_each_part(images, N, xp=xp)
         return dx
 
     def extra_repr(self):
