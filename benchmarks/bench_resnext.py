@@ -15,9 +15,10 @@ one warm-up call, and the fastest call (on a shared machine other jobs only
 ever add time: the fastest call is the least disturbed). As in
 ``benchmarks/bench.py`` (whose docstring says why): each library runs in
 worker processes of its own, alternating over ``--rounds`` rounds (the
-table shows the median over rounds); the workers run without ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` (a forced old
-OpenBLAS kernel slows a current NumPy), and the results file records the
-BLAS kernel that ran (threadpoolctl). PyTorch's networks come from
+table shows the median over rounds); the workers run without
+``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` (a forced old OpenBLAS
+kernel slows a current NumPy), and the results file records the BLAS
+kernel that ran (threadpoolctl). PyTorch's networks come from
 ``benchmarks/torch_models.py``.
 
 Writes benchmarks/results/resnext.md (``--out`` to change).
