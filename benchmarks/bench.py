@@ -315,6 +315,9 @@ def report(args, ours, theirs):
         if peak is not None:
             model, batch, _ = key.split()
             lines.append(f"\nPeak NumPy memory of one {model} step at batch {batch}: {peak / 2**20:.0f} MB.")
+    if args.backend == "numpy":
+        lines += ["", "GPU (CuPy against PyTorch on CUDA): not measured here; on a machine with a GPU run "
+                  "`python benchmarks/bench.py --backend cupy` (it writes bench_cupy.md)."]
     lines += ["", "## Layers (backward times exclude the forward pass)", "",
               "| layer and shape | fwd ms | bwd ms | fwd GFLOP/s | % of peak | torch fwd ms | torch bwd ms "
               "| fwd ours/torch | bwd ours/torch |",
