@@ -63,6 +63,9 @@ from .module import Parameter
 # What makes a waiting MPICH rank sleep instead of spin (see the module docstring).
 MPICH_YIELD = {"MPIR_CVAR_ENABLE_HEAVY_YIELD": "1"}
 
+# How long a failing rank waits, after printing why, before MPI_Abort ends every process.
+ABORT_GRACE_SECONDS = 0.5
+
 # Environment variables by which launchers tell a process how many were started.
 LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
@@ -217,6 +220,9 @@ class World:
         sys.stderr.flush()
         if self.comm is None:
             raise SystemExit(code)
+        # What this rank printed travels through mpiexec's proxy; MPI_Abort tears the job down at
+        # once, and without a moment's grace the message naming the rank was lost (2 runs in 20).
+        time.sleep(ABORT_GRACE_SECONDS)
         self.comm.Abort(code)
 
     @property
