@@ -180,7 +180,9 @@ def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss
             train_loss, train_acc, speed, seconds = _train_one_epoch(
                 model, train_loader, optimizer, loss_fn, scheduler, epoch, epochs, progress, world)
             try:
-                val_loss, val_acc = (evaluate(model, val_loader, loss_fn, world) if val_loader is not None
+                # Alone, the plain three-argument call (what code that wraps evaluate expects).
+                ranks = (world,) if world.size > 1 else ()
+                val_loss, val_acc = (evaluate(model, val_loader, loss_fn, *ranks) if val_loader is not None
                                      else (None, None))
             except NonFiniteLossError as e:
                 raise TrainingDiverged(f"validation after epoch {epoch + 1}: {e}") from None
