@@ -13,6 +13,7 @@ spinning (``distributed.MPICH_YIELD``), so the tests leave the CPU to
 whoever else runs on the machine.
 """
 
+import glob
 import os
 import pathlib
 import re
@@ -161,6 +162,40 @@ class Run:
         return f"exit status {self.returncode} after {self.seconds:.1f} s\n{self.out[-3000:]}\n{self.err[-3000:]}"
 
 
+def _shared_memory_files():
+    return set(glob.glob("/dev/shm/mpich_shm_*"))
+
+
+def _remove_leftover_shared_memory(before):
+    """Delete the /dev/shm segments an aborted or killed job left behind (2 MB each).
+
+    MPICH unlinks its shared-memory file in MPI_Finalize, which a job ended by
+    MPI_Abort or SIGKILL never reaches. Only files that appeared during the job,
+    belong to this user (mode 0600: only this user's processes can map them)
+    and that no live process maps are removed: a job running beside this one
+    keeps its own.
+    """
+    new = {path for path in _shared_memory_files() - before if os.stat(path).st_uid == os.getuid()}
+    for _ in range(10):  # the killed ranks may take a moment to be gone
+        mapped = set()
+        for maps in glob.glob("/proc/[0-9]*/maps"):
+            try:
+                with open(maps) as f:
+                    text = f.read()
+            except OSError:
+                continue  # ended meanwhile, or another user's process (which cannot map this user's files)
+            mapped.update(path for path in new if path in text)
+        for path in new - mapped:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+        new = mapped
+        if not new:
+            return
+        time.sleep(0.2)
+
+
 def run(args, cwd, n=2, timeout=120, mpi=True):
     """``mpiexec -n n python ARGS`` (or ``python ARGS``), killed with its whole process group after ``timeout``."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -168,6 +203,7 @@ def run(args, cwd, n=2, timeout=120, mpi=True):
     for name, value in distributed.MPICH_YIELD.items():
         env.setdefault(name, value)
     command = ([str(MPIEXEC), "-n", str(n)] if mpi else []) + [sys.executable, *map(str, args)]
+    shared_memory = _shared_memory_files()
     start = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                cwd=str(cwd), start_new_session=True)
@@ -177,7 +213,10 @@ def run(args, cwd, n=2, timeout=120, mpi=True):
         os.killpg(process.pid, signal.SIGKILL)
         out, err = process.communicate()
         pytest.fail(f"{' '.join(command)} did not end within {timeout} s (a hang):\n{out[-3000:]}\n{err[-3000:]}")
-    return Run(process.returncode, out, err, time.monotonic() - start)
+    seconds = time.monotonic() - start
+    if process.returncode != 0:
+        _remove_leftover_shared_memory(shared_memory)
+    return Run(process.returncode, out, err, seconds)
 
 
 def test_two_ranks_of_4_images_equal_one_process_of_8_in_float64(tmp_path):
