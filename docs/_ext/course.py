@@ -153,6 +153,9 @@ def make_sources(app):
     # Results: one page per results file, the figures beside them.
     results = DOCS / "results"
     results.mkdir(exist_ok=True)
+    for old in results.glob("*.*"):  # a results file since removed must not linger as a page
+        if old.name != "index.md" and not (RESULTS / old.name).exists():
+            old.unlink()
     for md in sorted(RESULTS.glob("*.md")):
         _write(results / md.name, md.read_text())
     figures = sorted(RESULTS.glob("*.png"))
