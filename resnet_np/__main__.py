@@ -4,7 +4,9 @@ import argparse
 import os
 import sys
 
-MODELS_HELP = "resnet20/32/44/56/110/1202 and plain20/32/44/56/110 (CIFAR-style), resnet18/34/50/101/152, plain18/34"
+MODELS_HELP = ("resnet20/32/44/56/110/1202 and plain20/32/44/56/110 (CIFAR-style), preact_resnet20/110/164/1001, "
+               "wrn16_4/16_8/28_10/40_4, resnext29_8x64d/16x64d; resnet18/34/50/101/152, plain18/34, "
+               "resnext50_32x4d, resnext101_32x8d/64x4d, wide_resnet50_2/101_2 (ImageNet-style)")
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10")
 DATASET_HELP = ("mnist, fashion-mnist, cifar10, or folder:PATH: your own images, one sub-folder per class "
