@@ -22,6 +22,7 @@ import types
 
 import numpy as np
 import pytest
+from _parity import count, randn, scramble_bn
 
 from resnet_np import finetune
 from resnet_np import layers as L
@@ -42,27 +43,6 @@ def _report_worst_errors():
         print("\nworst relative errors:")
         for (what, name), err in sorted(WORST.items()):
             print(f"  {what:<10} {name:<40} {err:.2e}")
-
-
-def randn(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape)
-
-
-def count(model):
-    return sum(p.size for p in model.parameters())
-
-
-def scramble_bn(model, seed=0):
-    """Batch norms off their defaults (1, 0, 0, 1 would hide a missing gamma or a swapped statistic)."""
-    rng = np.random.default_rng(seed)
-    for m in model.modules():
-        if isinstance(m, L.BatchNorm2d):
-            C = m.num_features
-            m.weight.data[...] = rng.uniform(0.5, 1.5, C)
-            m.bias.data[...] = 0.2 * rng.standard_normal(C)
-            m.running_mean[...] = 0.2 * rng.standard_normal(C)
-            m.running_var[...] = rng.uniform(0.5, 1.5, C)
-    return model
 
 
 def projection(cin, cout, stride):
