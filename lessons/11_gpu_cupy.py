@@ -106,7 +106,9 @@ cpu_batches = [4, 16, 32] if args.quick else [4, 16, 32, 64, 128]
 print("ResNet-20 training step on the CPU (NumPy):")
 cpu_speed = images_per_second("numpy", cpu_batches, repeats=2 if args.quick else 3)
 assert np.all(cpu_speed > 0)
-assert cpu_speed[-1] > cpu_speed[0], "bigger batches should use the CPU better than a batch of 4"
+# Timings are what this machine did just now, not a law: they are printed, never asserted (another
+# program running at the same time can reverse them).
+print(f"batch {cpu_batches[-1]} against batch {cpu_batches[0]}: {cpu_speed[-1] / cpu_speed[0]:.1f}x the images/s")
 
 # %% [markdown]
 # ## 2. The same weights on the GPU give the same numbers
