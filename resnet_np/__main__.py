@@ -108,9 +108,13 @@ def _add_finetune_parser(commands):
                     "the network a new head sized for the dataset (and --classes), freeze what --freeze names "
                     "and train the rest, the head at --head-lr and the backbone at --backbone-lr. A checkpoint "
                     "and a plot of the curves are written to --out after every epoch; evaluate reads them.")
-    p.add_argument("--from", dest="source", required=True, metavar="CHECKPOINT",
-                   help="the starting point: a resnet_np .npz (a model file or a training checkpoint) or a "
-                        "torchvision-format .pth/.pt state dict (needs torch and --model), e.g. ImageNet weights")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--from", dest="source", metavar="CHECKPOINT",
+                       help="the starting point: a resnet_np .npz (a model file or a training checkpoint) or a "
+                            "torchvision-format .pth/.pt state dict (needs torch and --model), e.g. ImageNet weights")
+    start.add_argument("--weights", metavar="NAME",
+                       help="start from trained weights shipped with the package: cifar10 (ResNet-20 trained on "
+                            "CIFAR-10); the new images are normalised as CIFAR-10's were")
     p.add_argument("--dataset", default="mnist", type=dataset_argument, metavar="DATASET",
                    help=f"dataset of the new task: {DATASET_HELP} (default: mnist)")
     _add_folder_options(p)
@@ -162,12 +166,23 @@ def _add_finetune_parser(commands):
 
 
 def _add_evaluate_parser(commands):
-    p = commands.add_parser("evaluate", help="print the test accuracy of a checkpoint",
-                            description="Load a checkpoint (or a model file) and print its test accuracy.")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint.npz written by train, or a saved model")
+    p = commands.add_parser(
+        "evaluate", help="test accuracy and confusion matrix of a checkpoint or of shipped weights",
+        description="Load a checkpoint (or a model file), or the trained weights that ship with resnet_np "
+                    "(--model resnet20 --weights cifar10), and print its test accuracy and confusion matrix; "
+                    "the matrix is also drawn as a figure.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a checkpoint.npz written by train or finetune, or a saved model")
+    source.add_argument("--weights", metavar="NAME",
+                        help="trained weights shipped with the package, by name: cifar10 (ResNet-20 on CIFAR-10)")
+    p.add_argument("--model", default=None,
+                   help="with --weights: the architecture they belong to (default: the one that ships them)")
     p.add_argument("--dataset", default=None, type=dataset_argument, metavar="DATASET",
-                   help="default: the dataset the checkpoint was trained on, and for a folder the same held-out "
-                        f"images ({DATASET_HELP})")
+                   help="default: the dataset the checkpoint or weights were trained on, and for a folder the same "
+                        f"held-out images ({DATASET_HELP})")
+    p.add_argument("--figure", default=None, metavar="PNG",
+                   help="where to draw the confusion matrix (default: confusion.png beside the checkpoint; for "
+                        "--weights, runs/evaluate-<dataset>-<model>/confusion.png)")
     p.add_argument("--batch-size", type=int, default=500, help="images per forward pass (default: 500)")
     p.add_argument("--backend", choices=["numpy", "cupy"], default=None)
     p.add_argument("--data", default=None, help="dataset folder (default: $RESNET_NP_DATA or ~/.cache/resnet_np)")

@@ -4,12 +4,13 @@ import os
 
 from . import backend, distributed, finetune
 from .checkpoint import read_training_config
-from .data import DataLoader, ImageFolder, load_dataset, split_per_class
+from .confusion import confusion_matrix, format_matrix, predict, save_confusion_figure
+from .data import DataLoader, Dataset, ImageFolder, load_dataset, split_per_class
 from .data.loader import DistributedSampler
-from .models import ARCHITECTURES, weights
+from .models import ARCHITECTURES, pretrained, weights
 from .models import load as load_model
 from .optim import SGD, Adam, CosineAnnealingLR, LinearWarmup, MultiStepLR
-from .train import evaluate, fit
+from .train import fit
 
 # Random crops for everything; horizontal flips only where a mirror image is
 # still the same class (a mirrored "3" is not a digit).
@@ -97,14 +98,40 @@ def load_splits(settings, root, train=True):
     path = folder_of(settings["dataset"])
     if path is None:
         train_set = load_dataset(settings["dataset"], root=root, train=True) if train else None
-        return train_set, load_dataset(settings["dataset"], root=root, train=False)
-    size = settings.get("image_size") or IMAGE_SIZE  # .get: checkpoints from before these options
-    images = ImageFolder(path).to_dataset(size=size, name=settings["dataset"])
-    train_set, test_set = split_per_class(images, settings.get("val_fraction") or VAL_FRACTION,
-                                          seed=settings.get("seed", 0))
-    if not len(test_set):
-        raise ValueError(f"{path}: no class has two images, so none can be held out to test on: add images")
+        test_set = load_dataset(settings["dataset"], root=root, train=False)
+    else:
+        size = settings.get("image_size") or IMAGE_SIZE  # .get: checkpoints from before these options
+        images = ImageFolder(path).to_dataset(size=size, name=settings["dataset"])
+        train_set, test_set = split_per_class(images, settings.get("val_fraction") or VAL_FRACTION,
+                                              seed=settings.get("seed", 0))
+        if not len(test_set):
+            raise ValueError(f"{path}: no class has two images, so none can be held out to test on: add images")
+    if settings.get("mean") is not None:  # starting from trained weights: their normalisation, not the data's
+        train_set = _normalised(train_set, settings) if train else None
+        test_set = _normalised(test_set, settings)
     return (train_set if train else None), test_set
+
+
+def normalisation_of(meta):
+    """The (mean, std) that the shipped weights of ``meta`` were trained with, or None if it records none."""
+    recorded = meta.get("pretrained") or {}
+    if recorded.get("mean") is None or recorded.get("std") is None:
+        return None
+    return list(recorded["mean"]), list(recorded["std"])
+
+
+def _normalised(dataset, settings):
+    """``dataset`` normalised by ``settings["mean"]`` and ``["std"]``, the inputs the weights were trained on.
+
+    A network trained on inputs normalised one way sees differently
+    normalised ones as shifted and rescaled: new images must go through the
+    same normalisation, not one computed from themselves.
+    """
+    mean, std = tuple(settings["mean"]), tuple(settings["std"])
+    if len(mean) != dataset.images.shape[1]:
+        raise ValueError(f"the weights expect {len(mean)}-channel images, but {settings['dataset']} has "
+                         f"{dataset.images.shape[1]} channel(s)")
+    return Dataset(dataset.images, dataset.labels, dataset.classes, mean, std, name=dataset.name)
 
 
 def _augmentation(settings):
@@ -253,13 +280,20 @@ def finetune_command(args):
     if settings["backbone_lr"] is None:
         settings["backbone_lr"] = settings["head_lr"] / 2
     settings["command"] = "finetune"
-    settings["from"] = os.path.abspath(args.source)
     distributed.check_not_launched("finetune")
     _folder_options(settings)
-    if not os.path.isfile(args.source):
-        raise FileNotFoundError(f"no checkpoint file at {args.source}")
     if settings["model"] is not None and settings["model"] not in ARCHITECTURES:  # before loading data
         build_model(settings["model"], 10, 1)
+    source = args.source
+    if args.weights is not None:
+        settings["model"], source = _shipped_weights(args.weights, settings["model"])
+        settings["weights"] = args.weights
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"no checkpoint file at {source}")
+    settings["from"] = os.path.abspath(source)
+    normalisation = normalisation_of(weights.read_state_dict(source)[1]) if source.endswith(".npz") else None
+    if normalisation is not None:  # shipped weights: the new images go through their normalisation
+        settings["mean"], settings["std"] = normalisation
     classes = finetune.parse_classes(settings["classes"]) if settings["classes"] else None
 
     train_set, test_set = load_splits(settings, args.data)
@@ -274,9 +308,9 @@ def finetune_command(args):
     in_channels, num_classes = train_set.images.shape[1], train_set.num_classes
 
     backend.manual_seed(settings["seed"])
-    model = _finetune_model(args.source, settings["model"], num_classes, in_channels)
+    model = _finetune_model(source, settings["model"], num_classes, in_channels)
     settings["model"] = model.arch
-    finetune.load_backbone(model, args.source)
+    finetune.load_backbone(model, source)
     frozen = finetune.freeze(model, settings["freeze"], keep_bn_stats=settings["frozen_bn"] == "eval")
     model.need_input_grad = False  # nobody uses the gradient of the images: backward may stop early
 
@@ -293,7 +327,7 @@ def finetune_command(args):
     n_params = sum(p.size for p in model.parameters())
     n_trainable = sum(p.size for p in model.parameters() if p.requires_grad)
     rates = ", ".join(f"{g['name']} lr {g['initial_lr']:g}" for g in optimizer.param_groups)  # before warm-up
-    print(f"fine-tuning {model.arch} from {args.source}: backbone loaded, new head fc "
+    print(f"fine-tuning {model.arch} from {source}: backbone loaded, new head fc "
           f"({model.fc.in_features} -> {num_classes} classes)")
     print(f"frozen: {len(frozen)} of {len(list(model.parameters()))} parameter tensors ({settings['freeze']}); "
           f"training {n_trainable:,} of {n_params:,} parameters ({rates}); batch norms of frozen layers "
@@ -301,6 +335,9 @@ def finetune_command(args):
     print(f"data: {settings['dataset']}{' classes ' + str(classes) if classes else ''}, {len(train_set):,} "
           f"training images, {len(test_set):,} test images, {settings['epochs']} epoch(s) of {len(train_loader)} "
           f"steps; writing to {out}")
+    if normalisation is not None:
+        print(f"inputs normalised as the weights were trained: mean {tuple(normalisation[0])}, "
+              f"std {tuple(normalisation[1])}")
     history = fit(model, train_loader, test_loader, settings["epochs"], optimizer, scheduler, out_dir=out,
                   config=settings, progress=not args.no_progress)
     if history.get("val_acc"):
@@ -309,20 +346,63 @@ def finetune_command(args):
     return 130 if history.get("interrupted") else 0
 
 
+def _shipped_weights(name, arch):
+    """(architecture, checked path) of the shipped weights ``name``; ``arch`` None: the one that ships them."""
+    if arch is None:
+        archs = sorted({a for a, n in pretrained.names() if n == name})
+        if len(archs) != 1:
+            known = ", ".join(f"--model {a} --weights {n}" for a, n in pretrained.names())
+            raise ValueError(f"no weights named {name!r} ship with resnet_np; what ships: {known}"
+                             if not archs else f"weights {name!r} ship for {', '.join(archs)}: pass --model")
+        arch = archs[0]
+    return arch, pretrained.path_of(arch, name)
+
+
 def evaluate_command(args):
-    try:
-        config = read_training_config(args.checkpoint)
-    except ValueError:
-        config = {}  # a plain model file: the dataset must be named
-    dataset = args.dataset or config.get("dataset")
+    """Test accuracy and confusion matrix (text and figure) of a checkpoint or of shipped weights."""
+    if args.weights is not None:
+        arch, path = _shipped_weights(args.weights, args.model)
+        config = {}
+        _, meta = weights.read_state_dict(path)
+        trained_on = (meta.get("pretrained") or {}).get("dataset")
+        model = ARCHITECTURES[arch](weights=args.weights)
+        figure = os.path.join(_default_out(args.dataset or trained_on, arch, prefix="evaluate-"), "confusion.png")
+    else:
+        if args.model is not None:
+            raise ValueError("--model goes with --weights; a checkpoint says which architecture it holds")
+        path = args.checkpoint
+        try:
+            config = read_training_config(path)
+        except ValueError:
+            config = {}  # a plain model file: the dataset must be named
+        _, meta = weights.read_state_dict(path)
+        trained_on = config.get("dataset") or (meta.get("pretrained") or {}).get("dataset")
+        model = load_model(path)
+        figure = os.path.join(os.path.dirname(os.path.abspath(path)), "confusion.png")
+    dataset = args.dataset or trained_on
     if dataset is None:
-        raise ValueError(f"{args.checkpoint} does not say which dataset it was trained on: pass --dataset")
-    model = load_model(args.checkpoint)
+        raise ValueError(f"{path} does not say which dataset it was trained on: pass --dataset")
     # The checkpoint's own dataset: its settings (a folder's image size, held-out fraction and seed) apply.
     settings = dict(config) if dataset == config.get("dataset") else {"dataset": dataset}
+    if normalisation_of(meta) is not None:  # shipped weights: images normalised as they were trained
+        settings["mean"], settings["std"] = normalisation_of(meta)
     _, test_set = load_splits(settings, args.data, train=False)
     if config.get("classes") and dataset == config.get("dataset"):  # a model fine-tuned on some classes
         test_set = finetune.select_classes(test_set, finetune.parse_classes(config["classes"]))
-    loss, accuracy = evaluate(model, DataLoader(test_set, batch_size=args.batch_size, shuffle=False))
-    print(f"test accuracy: {accuracy:.2%} on the {len(test_set):,} {_test_images(dataset)} (loss {loss:.4f})")
+    outputs = model.fc.out_features if hasattr(model, "fc") else None
+    if outputs is not None and outputs != test_set.num_classes:
+        raise ValueError(f"{path}: the network has {outputs} outputs, but {dataset} has {test_set.num_classes} "
+                         "classes: pass the --dataset it was trained on")
+    # One pass over the test set: the accuracy is the matrix's diagonal.
+    labels, predictions = predict(model, DataLoader(test_set, batch_size=args.batch_size, shuffle=False))
+    matrix = confusion_matrix(labels, predictions, test_set.num_classes)
+    accuracy = matrix.trace() / matrix.sum()
+    print(f"test accuracy: {accuracy:.2%} on the {len(test_set):,} {_test_images(dataset)}")
+    if test_set.num_classes <= 20:  # wider tables wrap into noise: the figure has them
+        print(format_matrix(matrix, test_set.classes))
+    figure = args.figure or figure
+    os.makedirs(os.path.dirname(os.path.abspath(figure)), exist_ok=True)
+    save_confusion_figure(matrix, test_set.classes, figure,
+                          title=f"{getattr(model, 'arch', 'model')} on {dataset}: {accuracy:.2%}")
+    print(f"confusion matrix: {figure}")
     return 0

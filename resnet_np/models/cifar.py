@@ -18,6 +18,7 @@ last trainable layer (see ``backward``).
 from ..backend import backend_of
 from ..layers import BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, Linear, ReLU, Sequential
 from ..module import Module
+from . import pretrained
 from .basic_block import BasicBlock
 from .shortcut import ShortcutA
 
@@ -107,7 +108,10 @@ class CifarResNet(Module):
         return not any(p.requires_grad for m in modules for p in m.parameters())
 
 
-def _build(arch, n, num_classes, in_channels, shortcut, residual):
+def _build(arch, n, num_classes, in_channels, shortcut, residual, weights=None):
+    if weights is not None:  # the trained network that ships with the package (models/pretrained.py)
+        config = {"num_classes": num_classes, "in_channels": in_channels, "shortcut": shortcut, "residual": residual}
+        return pretrained.load(arch, weights, config)
     model = CifarResNet(n, num_classes=num_classes, in_channels=in_channels, shortcut=shortcut, residual=residual)
     # What save()/load() need to rebuild the same network from a file.
     model.arch = arch
@@ -116,28 +120,29 @@ def _build(arch, n, num_classes, in_channels, shortcut, residual):
     return model
 
 
-def resnet20(num_classes=10, in_channels=3, shortcut="A", residual=True):
-    return _build("resnet20", 3, num_classes, in_channels, shortcut, residual)
+def resnet20(num_classes=10, in_channels=3, shortcut="A", residual=True, weights=None):
+    """ResNet-20; ``weights="cifar10"``: trained on CIFAR-10, in eval mode (see ``pretrained.py``)."""
+    return _build("resnet20", 3, num_classes, in_channels, shortcut, residual, weights)
 
 
-def resnet32(num_classes=10, in_channels=3, shortcut="A", residual=True):
-    return _build("resnet32", 5, num_classes, in_channels, shortcut, residual)
+def resnet32(num_classes=10, in_channels=3, shortcut="A", residual=True, weights=None):
+    return _build("resnet32", 5, num_classes, in_channels, shortcut, residual, weights)
 
 
-def resnet44(num_classes=10, in_channels=3, shortcut="A", residual=True):
-    return _build("resnet44", 7, num_classes, in_channels, shortcut, residual)
+def resnet44(num_classes=10, in_channels=3, shortcut="A", residual=True, weights=None):
+    return _build("resnet44", 7, num_classes, in_channels, shortcut, residual, weights)
 
 
-def resnet56(num_classes=10, in_channels=3, shortcut="A", residual=True):
-    return _build("resnet56", 9, num_classes, in_channels, shortcut, residual)
+def resnet56(num_classes=10, in_channels=3, shortcut="A", residual=True, weights=None):
+    return _build("resnet56", 9, num_classes, in_channels, shortcut, residual, weights)
 
 
-def resnet110(num_classes=10, in_channels=3, shortcut="A", residual=True):
-    return _build("resnet110", 18, num_classes, in_channels, shortcut, residual)
+def resnet110(num_classes=10, in_channels=3, shortcut="A", residual=True, weights=None):
+    return _build("resnet110", 18, num_classes, in_channels, shortcut, residual, weights)
 
 
-def resnet1202(num_classes=10, in_channels=3, shortcut="A", residual=True):
-    return _build("resnet1202", 200, num_classes, in_channels, shortcut, residual)
+def resnet1202(num_classes=10, in_channels=3, shortcut="A", residual=True, weights=None):
+    return _build("resnet1202", 200, num_classes, in_channels, shortcut, residual, weights)
 
 
 def _plain(arch, n, num_classes, in_channels):
