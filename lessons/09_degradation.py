@@ -283,7 +283,71 @@ fig.savefig(out_dir / "gradient_norms.png", dpi=100)
 print(f"figure: {out_dir / 'gradient_norms.png'}")
 
 # %% [markdown]
-# ## 5. What the figures show
+# ## 5. The same on CIFAR-10, the paper's images
+#
+# Digits are easy. The paper's Figure 6 is on CIFAR-10 photos, and there the
+# gap is wider. ``benchmarks/degradation_cifar10.py`` trains plain-20,
+# plain-56, ResNet-20 and ResNet-56 (option A shortcuts) for the first 500
+# steps of the paper's schedule (SGD, learning rate 0.1, batch 128, crops
+# and flips) on 10,000 CIFAR-10 training images, every network on the same
+# batches, and records the training error of every step and the test error
+# every 50 steps. That takes about half an hour on two CPU cores, too long
+# for a lesson, so its recorded curves are plotted here
+# (``benchmarks/results/degradation_cifar10.json``; run the script to
+# measure them on your machine).
+
+# %%
+import json  # noqa: E402
+
+import resnet_np  # noqa: E402
+
+# The repository's results folder (found from the package, so that the notebook runs anywhere in the clone).
+results_file = pathlib.Path(resnet_np.__file__).resolve().parents[1] / "benchmarks" / "results" / \
+    "degradation_cifar10.json"
+
+
+def plot_recorded_cifar(recorded):
+    cifar, window = recorded["runs"], 25
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, kind in zip(axes, kinds):
+        for name, run in cifar.items():
+            if not name.startswith(kind):
+                continue
+            depth = int(name.split("-")[1])
+            error = 100 * np.array(run["train_error"])
+            smooth = np.convolve(error, np.ones(window) / window, mode="valid")
+            ax.plot(np.arange(window, len(error) + 1), smooth, color=colors[depth], linewidth=1.2,
+                    label=f"{name}: training error")
+            ax.plot(run["test_step"], 100 * np.array(run["test_error"]), "o-", color=colors[depth], linewidth=2.2,
+                    markersize=3, label=f"{name}: test error")
+        ax.set(xlabel=f"training step (batch {recorded['batch']})", title=f"{kind} networks on CIFAR-10")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("error (%): thin = training, bold = test")
+    fig.suptitle(f"CIFAR-10, {recorded['train_images']:,} training images, the first {recorded['steps']} steps "
+                 "(recorded by benchmarks/degradation_cifar10.py)")
+    fig.tight_layout()
+    fig.savefig(out_dir / "degradation_cifar10.png", dpi=100)
+    print(f"figure: {out_dir / 'degradation_cifar10.png'}")
+
+    def last_steps_error(name):
+        return float(np.mean(cifar[name]["train_error"][-50:]))
+
+    for name in cifar:
+        print(f"CIFAR-10 {name:>9}: training error of the last 50 steps {last_steps_error(name):.1%}, "
+              f"test error {cifar[name]['test_error'][-1]:.1%}")
+    # The recorded run shows the degradation problem: deeper plain trains worse; deeper ResNet does not.
+    assert last_steps_error("plain-56") > last_steps_error("plain-20")
+    assert last_steps_error("ResNet-56") < last_steps_error("plain-56")
+
+
+if results_file.is_file():
+    plot_recorded_cifar(json.loads(results_file.read_text()))
+else:  # resnet_np installed from a wheel: the repository's benchmarks are not there
+    print(f"{results_file} not found: run benchmarks/degradation_cifar10.py in a clone of the repository")
+
+# %% [markdown]
+# ## 6. What the figures show
 #
 # * **Training loss** (the run prints the numbers): plain-8 and plain-20 fit
 #   the digits about equally well; plain-56, the same kind of network only

@@ -3,7 +3,8 @@
 A learner who wants to try a trained network (classify a photo, look at a
 confusion matrix, fine-tune on their own images) should not have to spend
 an afternoon training one first. The package carries small weight files in
-``resnet_np/pretrained/``, each an ordinary resnet_np ``.npz`` (see
+``resnet_np/pretrained/`` (``resnet20(weights="cifar10")``, and lesson 14's
+``resnet20(num_classes=8, weights="cifar10-8classes")``), each an ordinary resnet_np ``.npz`` (see
 ``weights.py``) whose metadata also records, under ``"pretrained"``, how it
 was trained and what it scores:
 
@@ -29,6 +30,9 @@ FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 # (architecture, weights name) -> the file in FOLDER and its MD5.
 SHIPPED = {
     ("resnet20", "cifar10"): {"file": "resnet20_cifar10.npz", "md5": "af00f7523d14dee9be719ad07105dd43"},
+    # Lesson 14's starting point: trained on the eight classes other than cat and dog, which the lesson
+    # then learns from a folder of photos (benchmarks/pretrain_cifar8.py made it).
+    ("resnet20", "cifar10-8classes"): {"file": "resnet20_cifar10_8classes.npz", "md5": "TO-BE-FILLED"},
 }
 
 
