@@ -284,6 +284,24 @@ plt.close(fig)
 print(f"figure: {out_dir / 'finetune_vs_scratch.png'}")
 
 # %% [markdown]
+# What the full run shows (three draws each; ``benchmarks/results/finetune_own_folder.png``):
+#
+# | test accuracy (%) | 10 per class | 100 per class |
+# | --- | --- | --- |
+# | scratch | 51.2 ± 1.6 | 54.6 ± 3.4 |
+# | linear probe | 61.4 ± 5.0 | 67.9 ± 0.1 |
+# | fine-tune | 59.6 ± 4.2 | 70.5 ± 1.1 |
+# | fine-tune, shipped | 80.2 ± 0.9 | 83.9 ± 0.3 |
+#
+# From scratch, a ResNet-20 barely beats a coin with this few photos. The
+# features of eight *other* classes are worth 10-15 points; with 100 photos
+# per class, letting the backbone move (fine-tuning) beats keeping it
+# frozen (the probe), while with 10 the probe is as good and steadier. A
+# backbone that has seen cats and dogs before — other photos of them —
+# is far ahead: what the starting weights were trained on matters more than
+# how they are fine-tuned.
+
+# %% [markdown]
 # ## 5. The same with one command
 #
 # Everything above is what ``python -m resnet_np finetune`` does for a
@@ -296,14 +314,17 @@ print(f"figure: {out_dir / 'finetune_vs_scratch.png'}")
 # matrix of the held-out photos:
 #
 #     python -m resnet_np finetune --weights cifar10 --dataset folder:pets/train \
-#         --freeze none --epochs 20 --batch-size 32 --out runs/pets
+#         --freeze none --backbone-lr 0.01 --epochs 10 --batch-size 32 --out runs/pets
 #     python -m resnet_np evaluate --checkpoint runs/pets/checkpoint.npz
+#
+# Here it runs on the training folder (160 photos to learn from, 40 held
+# out) from the shipped CIFAR-10 weights, the best starting point above.
 
 # %%
 cli_out = out_dir / "pets_run"
-status = resnet_np_command(["finetune", "--from", str(backbone_file), "--dataset", f"folder:{pets / 'train'}",
-                            "--freeze", "none", "--epochs", "2" if args.quick else "20", "--batch-size", "32",
-                            "--out", str(cli_out), "--no-progress"])
+status = resnet_np_command(["finetune", "--weights", "cifar10", "--dataset", f"folder:{pets / 'train'}",
+                            "--freeze", "none", "--backbone-lr", "0.01", "--epochs", "2" if args.quick else "10",
+                            "--batch-size", "32", "--out", str(cli_out), "--no-progress"])
 assert status == 0
 assert resnet_np_command(["evaluate", "--checkpoint", str(cli_out / "checkpoint.npz")]) == 0
 assert (cli_out / "confusion.png").is_file()
