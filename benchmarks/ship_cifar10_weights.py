@@ -54,7 +54,7 @@ def main():
     if state.epoch < config["epochs"]:
         print(f"warning: the run stopped after epoch {state.epoch} of {config['epochs']}")
     test = load_dataset("cifar10", train=False)
-    labels, predictions = predict(model, DataLoader(test, batch_size=500, shuffle=False))
+    labels, predictions, _ = predict(model, DataLoader(test, batch_size=500, shuffle=False))
     matrix = confusion_matrix(labels, predictions, 10)
     accuracy = float(matrix.trace() / matrix.sum())
     train_seconds = sum(history["seconds"])

@@ -394,10 +394,10 @@ def evaluate_command(args):
         raise ValueError(f"{path}: the network has {outputs} outputs, but {dataset} has {test_set.num_classes} "
                          "classes: pass the --dataset it was trained on")
     # One pass over the test set: the accuracy is the matrix's diagonal.
-    labels, predictions = predict(model, DataLoader(test_set, batch_size=args.batch_size, shuffle=False))
+    labels, predictions, loss = predict(model, DataLoader(test_set, batch_size=args.batch_size, shuffle=False))
     matrix = confusion_matrix(labels, predictions, test_set.num_classes)
     accuracy = matrix.trace() / matrix.sum()
-    print(f"test accuracy: {accuracy:.2%} on the {len(test_set):,} {_test_images(dataset)}")
+    print(f"test accuracy: {accuracy:.2%} on the {len(test_set):,} {_test_images(dataset)} (loss {loss:.4f})")
     if test_set.num_classes <= 20:  # wider tables wrap into noise: the figure has them
         print(format_matrix(matrix, test_set.classes))
     figure = args.figure or figure

@@ -10,20 +10,31 @@ for dogs and dogs for cats).
 from .backend import host, to_numpy
 
 
-def predict(model, loader):
-    """(true labels, predicted labels) over ``loader``, both int64 NumPy arrays; ``model`` in eval mode."""
+def predict(model, loader, loss_fn=None):
+    """(true labels, predicted labels, mean loss) over ``loader``, in eval mode; the labels as int64 NumPy arrays.
+
+    The loss is averaged as ``train.evaluate`` averages it (each batch's
+    mean weighted by its size), so both report the same number for the
+    same images, from a single pass.
+    """
+    from .layers import SoftmaxCrossEntropy  # here: the layers need not be imported to count a matrix
+
+    loss_fn = loss_fn or SoftmaxCrossEntropy()
     was_training = model.training
     model.eval()
-    truths, guesses = [], []
+    truths, guesses, total_loss = [], [], 0.0
     try:
         for x, y in loader:
+            logits = model(x)
+            total_loss += loss_fn(logits, y) * len(y)
             truths.append(to_numpy(y))
-            guesses.append(to_numpy(model(x).argmax(axis=1)))
+            guesses.append(to_numpy(logits.argmax(axis=1)))
     finally:
         model.train(was_training)
     if not truths:
         raise ValueError("predict: the loader yielded no examples")
-    return host.concatenate(truths).astype(host.int64), host.concatenate(guesses).astype(host.int64)
+    labels = host.concatenate(truths).astype(host.int64)
+    return labels, host.concatenate(guesses).astype(host.int64), total_loss / len(labels)
 
 
 def confusion_matrix(labels, predictions, num_classes):

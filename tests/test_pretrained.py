@@ -19,6 +19,7 @@ from resnet_np.backend import to_numpy
 from resnet_np.confusion import confusion_matrix, format_matrix, predict
 from resnet_np.data import DATASETS, DataLoader, Dataset
 from resnet_np.models import pretrained, resnet20, resnet56, weights
+from resnet_np.train import evaluate
 
 CIFAR = DATASETS["cifar10"]
 PAPER = 0.9125  # He et al. 2016, Table 6: ResNet-20 on CIFAR-10, 8.75 % error
@@ -120,9 +121,11 @@ def test_predict_gives_each_images_argmax_in_order_and_restores_train_mode():
     data = Dataset(images, rng.integers(0, 10, 7), CIFAR["classes"], CIFAR["mean"], CIFAR["std"])
     model = resnet20()
     model.train()
-    labels, guesses = predict(model, DataLoader(data, batch_size=3, shuffle=False))
+    labels, guesses, loss = predict(model, DataLoader(data, batch_size=3, shuffle=False))
     assert model.training
     np.testing.assert_array_equal(labels, data.labels)
+    # The same loss as evaluate's, batches of 3, 3 and 1 weighted by their sizes.
+    assert loss == pytest.approx(evaluate(model, DataLoader(data, batch_size=3, shuffle=False))[0], rel=1e-6)
     model.eval()
     x, _ = next(iter(DataLoader(data, batch_size=7, shuffle=False)))
     np.testing.assert_array_equal(guesses, to_numpy(model(x)).argmax(axis=1))
@@ -148,7 +151,8 @@ def test_evaluate_the_shipped_weights_scores_what_their_file_records(tmp_path, c
     assert main(["evaluate", "--model", "resnet20", "--weights", "cifar10", "--dataset", "cifar10",
                  "--figure", str(figure)]) == 0
     out = capsys.readouterr().out
-    accuracy = float(re.search(r"test accuracy: ([\d.]+)% on the 10,000 cifar10 test images", out).group(1)) / 100
+    printed = re.search(r"test accuracy: ([\d.]+)% on the 10,000 cifar10 test images \(loss", out)
+    accuracy = float(printed.group(1)) / 100
     assert accuracy == pytest.approx(SHIPPED["test_accuracy"], abs=1e-4)
     rows = [line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in ("airplane", "cat")]
     assert len(rows) == 2 and sum(int(v) for v in rows[0][1:11]) == 1000  # a row: the 1,000 airplanes

@@ -32,7 +32,8 @@ SHIPPED = {
     ("resnet20", "cifar10"): {"file": "resnet20_cifar10.npz", "md5": "6b955bf453bc38be0863454760090e42"},
     # Lesson 14's starting point: trained on the eight classes other than cat and dog, which the lesson
     # then learns from a folder of photos (benchmarks/pretrain_cifar8.py made it).
-    ("resnet20", "cifar10-8classes"): {"file": "resnet20_cifar10_8classes.npz", "md5": "599e1699fccc70b559b6f125d29df0ad"},
+    ("resnet20", "cifar10-8classes"): {"file": "resnet20_cifar10_8classes.npz",
+                                       "md5": "599e1699fccc70b559b6f125d29df0ad"},
 }
 
 
