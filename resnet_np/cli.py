@@ -384,8 +384,9 @@ def evaluate_command(args):
         raise ValueError(f"{path} does not say which dataset it was trained on: pass --dataset")
     # The checkpoint's own dataset: its settings (a folder's image size, held-out fraction and seed) apply.
     settings = dict(config) if dataset == config.get("dataset") else {"dataset": dataset}
-    if normalisation_of(meta) is not None:  # shipped weights: images normalised as they were trained
-        settings["mean"], settings["std"] = normalisation_of(meta)
+    normalisation = normalisation_of(meta)
+    if normalisation is not None:  # shipped weights: images normalised as they were trained
+        settings["mean"], settings["std"] = normalisation
     _, test_set = load_splits(settings, args.data, train=False)
     if config.get("classes") and dataset == config.get("dataset"):  # a model fine-tuned on some classes
         test_set = finetune.select_classes(test_set, finetune.parse_classes(config["classes"]))

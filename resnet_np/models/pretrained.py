@@ -20,9 +20,9 @@ damaged copy, a half-finished checkout) is refused before it is read,
 naming the file and both MD5s.
 """
 
-import hashlib
 import os
 
+from ..data.download import md5_of
 from . import weights
 
 FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
@@ -44,14 +44,6 @@ def names(arch=None):
     return sorted(name for a, name in SHIPPED if a == arch)
 
 
-def _md5(path):
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def path_of(arch, name):
     """The checked path of the shipped weights ``name`` of ``arch``: it exists and its MD5 matches."""
     if (arch, name) not in SHIPPED:
@@ -62,7 +54,7 @@ def path_of(arch, name):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"the weights file {path} is missing from this installation of resnet_np: "
                                 "reinstall it (pip install -e .) or restore the file from the repository")
-    actual = _md5(path)
+    actual = md5_of(path)  # the datasets' MD5, remembered while the file is unchanged
     if actual != entry["md5"]:
         raise ValueError(f"{path} has MD5 {actual}, expected {entry['md5']}: the file is damaged or not the one "
                          "this version of resnet_np shipped; restore it from the repository")
