@@ -17,6 +17,15 @@ def test_col2im_benchmark_runs(tmp_path):
     assert "Machine:" in text and "np.add.at" in text and text.count("|") > 20
 
 
+def test_winograd_probe_checks_itself_and_writes_its_verdict(tmp_path):
+    # The script asserts its F(2x2, 3x3) convolution against conv2d_naive before timing anything.
+    out = tmp_path / "winograd.md"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "winograd_probe.py"), "--batch", "2", "--repeat", "1",
+                    "--out", str(out)], check=True, capture_output=True, cwd=str(tmp_path))
+    text = out.read_text()
+    assert "Machine:" in text and "kernel" in text and "Verdict:" in text and text.count("\n| ") == 5
+
+
 def test_benchmark_suite_runs_quick(tmp_path):
     out = tmp_path / "bench.md"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick", "--repeat", "1",
