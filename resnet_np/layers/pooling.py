@@ -66,6 +66,12 @@ class MaxPool2d(Module):
         index_dtype = xp.uint8 if KH * KW < 256 else xp.int32
         out = xp.empty((N, C, OH, OW), dtype=x.dtype)
         argmax = xp.zeros((N, C, OH, OW), dtype=index_dtype)    # kernel offset of the max
+        # A window whose real pixels are all -inf ties with the padding, and the padding
+        # (offset 0 of a border window) would keep the max. Its gradient must still reach a
+        # real pixel: the window's first one, as in PyTorch. Which offset that is:
+        first_row = xp.maximum(PH - SH * xp.arange(OH), 0)
+        first_col = xp.maximum(PW - SW * xp.arange(OW), 0)
+        first_real = (first_row.reshape(-1, 1) * KW + first_col).astype(index_dtype)   # (OH, OW)
 
         def images(n0, n1):  # a share of the images per thread (parallel.py)
             x_pad = pad2d(x[n0:n1], PH, PW, value=-xp.inf)
@@ -80,6 +86,10 @@ class MaxPool2d(Module):
                 # argmax = where(better, k, argmax), without where's slow branching: every
                 # offset stored so far is below k, so a maximum does it.
                 xp.maximum(won, better.astype(index_dtype) * index_dtype(k), out=won)
+            if PH or PW:
+                stuck = best == -xp.inf
+                if stuck.any():
+                    won[stuck] = xp.broadcast_to(first_real, won.shape)[stuck]
 
         parallel.for_each_part(images, N, parallel.min_images(x), xp)
         self._cache = (x.shape, argmax)
@@ -97,7 +107,7 @@ class MaxPool2d(Module):
         # class of windows every winner is a different pixel, and a plain indexed += is exact.
         RH, RW = -(-KH // SH), -(-KW // SW)
         # Where kernel offset k = i*KW + j lands, counted in pixels of the row-major image.
-        # (A winner is never in the padding: a window always holds a real pixel.)
+        # (A winner is never in the padding: forward saw to it, even for windows of -inf.)
         k = xp.arange(KH * KW)
         offset = (k // KW) * W + k % KW
         dx = xp.empty(x_shape, dtype=dout.dtype)
