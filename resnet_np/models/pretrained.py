@@ -29,7 +29,7 @@ FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 # (architecture, weights name) -> the file in FOLDER and its MD5.
 SHIPPED = {
-    ("resnet20", "cifar10"): {"file": "resnet20_cifar10.npz", "md5": "23ff21758224493755cd453fc3108b8a"},
+    ("resnet20", "cifar10"): {"file": "resnet20_cifar10.npz", "md5": "c138f133cf10a9c625d93d98df8d48be"},
     # Lesson 14's starting point: trained on the eight classes other than cat and dog, which the lesson
     # then learns from a folder of photos (benchmarks/pretrain_cifar8.py made it).
     ("resnet20", "cifar10-8classes"): {"file": "resnet20_cifar10_8classes.npz",
