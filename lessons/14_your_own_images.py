@@ -288,18 +288,21 @@ print(f"figure: {out_dir / 'finetune_vs_scratch.png'}")
 #
 # | test accuracy (%) | 10 per class | 100 per class |
 # | --- | --- | --- |
-# | scratch | 51.2 ± 1.6 | 54.6 ± 3.4 |
+# | scratch | 50.2 ± 2.5 | 52.7 ± 1.7 |
 # | linear probe | 61.4 ± 5.0 | 67.9 ± 0.1 |
-# | fine-tune | 59.6 ± 4.2 | 70.5 ± 1.1 |
-# | fine-tune, shipped | 80.2 ± 0.9 | 83.9 ± 0.3 |
+# | fine-tune | 59.7 ± 4.1 | 70.5 ± 0.9 |
+# | fine-tune, shipped | 85.5 ± 0.4 | 83.2 ± 1.5 |
 #
 # From scratch, a ResNet-20 barely beats a coin with this few photos. The
-# features of eight *other* classes are worth 10-15 points; with 100 photos
+# features of eight *other* classes are worth 10-18 points; with 100 photos
 # per class, letting the backbone move (fine-tuning) beats keeping it
 # frozen (the probe), while with 10 the probe is as good and steadier. A
 # backbone that has seen cats and dogs before — other photos of them —
 # is far ahead: what the starting weights were trained on matters more than
-# how they are fine-tuned.
+# how they are fine-tuned. It is even slightly better with 10 photos per
+# class than with 100 (85.5 against 83.2 %): it already tells cats from
+# dogs, and 150 steps on 200 photos probably pull it further from what it knew than
+# 60 steps on 20 do.
 
 # %% [markdown]
 # ## 5. The same with one command
