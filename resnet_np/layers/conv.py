@@ -68,17 +68,23 @@ def images_per_chunk(xp, N, rows, positions, itemsize):
     return max(1, min(N, max(by_bytes, by_columns)))
 
 
-def grouped_matmul(w_mat, cols, groups):
+def grouped_matmul(w_mat, cols, groups, out=None):
     """(F, Cg*KH*KW) weights times (G*Cg*KH*KW, P) cols -> (F, P), group by group.
 
     Group g's output channels (rows g*F/G ...) see only group g's block of
     rows of cols; all G products run as one batched matrix product.
+    ``out``, if given, is a contiguous (F, P) buffer to write the product into.
     """
-    if groups == 1:
-        return w_mat @ cols
+    xp = get_array_module(cols)
     F, K = w_mat.shape
     P = cols.shape[1]
-    return (w_mat.reshape(groups, F // groups, K) @ cols.reshape(groups, K, P)).reshape(F, P)
+    if out is None:
+        out = xp.empty((F, P), dtype=cols.dtype)
+    if groups == 1:
+        return xp.matmul(w_mat, cols, out=out)
+    Fg = F // groups
+    xp.matmul(w_mat.reshape(groups, Fg, K), cols.reshape(groups, K, P), out=out.reshape(groups, Fg, P))
+    return out
 
 
 def transposed_kernel(weight, groups):
@@ -113,11 +119,13 @@ def conv2d_im2col(x, w_mat, kernel_size, stride, padding, dilation=(1, 1), group
     def images(n_start, n_stop):  # one thread's share of the batch, with buffers of its own
         x_pad = xp.zeros((C, B, H + 2 * PH + 1, W + 2 * PW), dtype=x.dtype)  # borders stay zero
         cols = xp.empty((C * KH * KW, B * OH * GW), dtype=x.dtype)
+        product = xp.empty(F * B * OH * GW, dtype=x.dtype)   # W_mat @ cols lands here: no new array per chunk
         for n0 in range(n_start, n_stop, B):
             b = min(B, n_stop - n0)
             x_pad[:, :b, PH:PH + H, PW:PW + W] = x[n0:n0 + b].transpose(1, 0, 2, 3)
             cols_b = im2col_cf(x_pad[:, :b], kernel_size, stride, (OH, GW), cols[:, :b * OH * GW], dilation)
-            out_b = grouped_matmul(w_mat, cols_b, groups).reshape(F, b, OH, GW)[:, :, :, :OW]  # (F, b, OH, OW)
+            out_b = grouped_matmul(w_mat, cols_b, groups, product[:F * b * OH * GW].reshape(F, -1))
+            out_b = out_b.reshape(F, b, OH, GW)[:, :, :, :OW]  # (F, b, OH, OW)
             if bias is not None:
                 out_b += bias.reshape(F, 1, 1, 1)
             out[n0:n0 + b] = out_b.transpose(1, 0, 2, 3)
