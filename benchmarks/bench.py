@@ -163,6 +163,7 @@ def ours_worker(args):
         backend.manual_seed(0)
         kwargs = {"shortcut": "B"} if model_name == "resnet20" else {}
         model = ARCHITECTURES[model_name](**kwargs)
+        model.need_input_grad = False  # as in training, and as PyTorch does for an input without requires_grad
         opt = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
         loss_fn = L.SoftmaxCrossEntropy()
         x = xp.asarray(rng.standard_normal((batch, 3, size, size)), dtype=xp.float32)

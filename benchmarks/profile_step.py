@@ -42,6 +42,7 @@ def profile(model_name, batch, steps, size=32):
     backend.manual_seed(0)
     kwargs = {"shortcut": "B"} if model_name in ("resnet20", "resnet56", "resnet110") else {}
     model = ARCHITECTURES[model_name](**kwargs)
+    model.need_input_grad = False  # as in training: the images need no gradient
     opt = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     loss_fn = L.SoftmaxCrossEntropy()
     rng = np.random.default_rng(0)

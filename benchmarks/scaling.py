@@ -58,6 +58,7 @@ def worker(name, batch, repeat):
 
     backend.manual_seed(0)
     model = build(name)
+    model.need_input_grad = False  # as in training: the images need no gradient
     opt = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     loss_fn = SoftmaxCrossEntropy()
     rng = np.random.default_rng(0)

@@ -50,6 +50,7 @@ def worker(args):
 
     backend.manual_seed(0)
     model = resnet20(shortcut="B")
+    model.need_input_grad = False  # as `python -m resnet_np train` does
     opt = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     loss_fn = SoftmaxCrossEntropy()
     rng = np.random.default_rng(0)

@@ -204,6 +204,7 @@ def train_command(args):
 
     backend.manual_seed(settings["seed"])
     model = build_model(settings["model"], num_classes, in_channels, settings["shortcut"])
+    model.need_input_grad = False  # nobody uses the gradient of the images: the first convolution skips it
     augment = _augmentation(settings)
     train_sampler = test_sampler = None
     if world is not None:

@@ -130,3 +130,23 @@ def test_both_backward_routes_at_stride_1(c_in, c_out):
     conv = L.Conv2d(c_in, c_out, 3, padding=1).astype("float64")
     assert conv._transposed_conv_applies() == (2 * c_in >= c_out)
     check_module(conv, randn(2, c_in, 5, 6))
+
+
+@pytest.mark.parametrize("c_in,c_out,stride", [(3, 16, 1), (4, 4, 1), (4, 6, 2)])
+def test_backward_without_input_grad_gives_the_same_weight_grad(c_in, c_out, stride):
+    """need_input_grad=False (a network's first layer: its input is the images) returns None, same dW and db.
+
+    (4, 4, 1) normally takes the transposed-convolution route, which makes dW
+    from dout's im2col; without dx it must fall back to the route that makes
+    dW from the input's im2col, and both must agree.
+    """
+    x, seed = randn(3, c_in, 7, 6), 1
+    conv = L.Conv2d(c_in, c_out, 3, stride=stride, padding=1).astype("float64")
+    dout = randn(*conv(x).shape, seed=seed)
+    dx = conv.backward(dout)
+    dw, db = conv.weight.grad.copy(), conv.bias.grad.copy()
+    conv.zero_grad()
+    conv(x)
+    assert conv.backward(dout, need_input_grad=False) is None
+    assert dx is not None and dx.shape == x.shape
+    assert rel_error(conv.weight.grad, dw) < 1e-12 and rel_error(conv.bias.grad, db) < 1e-12

@@ -183,3 +183,24 @@ def test_strict_loading_lists_every_problem_at_once():
     message = str(info.value)
     assert "layer1.0.conv1.weight" in message and "layer9.weight" in message
     assert "fc.weight: expected shape (10, 64), got (1000, 64)" in message
+
+
+@pytest.mark.parametrize("factory,shape", [
+    (lambda: M.resnet20(shortcut="B"), (2, 3, 16, 16)),
+    (lambda: M.resnet18(num_classes=4), (2, 3, 32, 32)),
+    (lambda: M.preact_resnet20(num_classes=4), (2, 3, 16, 16)),
+    (lambda: M.cifar_resnext(11, 4, 4, base_planes=16, num_classes=4), (2, 3, 16, 16)),
+], ids=["resnet20-B", "resnet18", "preact20", "resnext"])
+def test_need_input_grad_false_returns_none_with_the_same_parameter_grads(factory, shape):
+    """Training never uses the images' gradient: without it every parameter gradient is unchanged."""
+    model = factory().astype("float64")
+    x = randn(*shape)
+    dout = randn(*model(x).shape, seed=1)
+    assert model.backward(dout).shape == shape
+    grads = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    model.need_input_grad = False
+    model(x)
+    assert model.backward(dout) is None
+    for p, g in zip(model.parameters(), grads):
+        np.testing.assert_allclose(p.grad, g, rtol=1e-10, atol=1e-12)

@@ -215,16 +215,19 @@ class Conv2d(Module):
         self._cache = (x, out.shape)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, need_input_grad=True):
+        """dx (None with ``need_input_grad=False``: the first layer, whose input is the images)."""
         check_forward_done(self, self._cache)
         x, out_shape = self._cache
         check_dout(self, dout, out_shape)
         need_dw = self.weight.requires_grad
-        if self._transposed_conv_applies():
+        dx = dw = None
+        if need_input_grad and self._transposed_conv_applies():
             dx, dw = self._backward_transposed(x, dout, need_dw)
         else:
             dw = self._weight_grad(x, dout) if need_dw else None
-            dx = self._input_grad_col2im(x.shape, dout)
+            if need_input_grad:
+                dx = self._input_grad_col2im(x.shape, dout)
         if need_dw:
             self.weight.accumulate_grad(dw)
         if self.bias is not None and self.bias.requires_grad:

@@ -83,9 +83,10 @@ class CifarResNet(Module):
     def backward(self, dout):
         """dL/dx from dL/dlogits; parameter gradients accumulate into ``.grad``.
 
-        With ``need_input_grad = False`` it stops as soon as nothing below
-        has a parameter to train (a frozen backbone) and returns None: the
-        rest of the chain rule would only compute gradients nobody uses.
+        With ``need_input_grad = False`` it returns None: the first convolution
+        skips the gradient of the images, and backward stops as soon as nothing
+        below has a parameter to train (a frozen backbone): the rest of the
+        chain rule would only compute gradients nobody uses.
         """
         d = self.avgpool.backward(self.flatten.backward(self.fc.backward(dout)))
         if self._frozen_below(self.layer3, self.layer2, self.layer1, self.bn1, self.conv1):
@@ -99,7 +100,7 @@ class CifarResNet(Module):
         d = self.layer1.backward(d)
         if self._frozen_below(self.bn1, self.conv1):
             return None
-        return self.conv1.backward(self.bn1.backward(self.relu.backward(d)))
+        return self.conv1.backward(self.bn1.backward(self.relu.backward(d)), need_input_grad=self.need_input_grad)
 
     def _frozen_below(self, *modules):
         """True when backward may stop here: no input gradient wanted, nothing in ``modules`` trainable."""
