@@ -30,9 +30,9 @@ from resnet_np.optim import SGD  # noqa: E402
 
 
 def timed(method, totals, key):
-    def wrapper(*args):
+    def wrapper(*args, **kwargs):
         start = time.perf_counter()
-        result = method(*args)
+        result = method(*args, **kwargs)
         totals[key] += time.perf_counter() - start
         return result
     return wrapper

@@ -615,8 +615,8 @@ class DistributedDataParallel:
             self._hooked.add(id(module))
             inner = module.backward
 
-            def reporting_backward(dout, module=module, inner=inner):
-                dx = inner(dout)
+            def reporting_backward(dout, module=module, inner=inner, **options):  # options: need_input_grad
+                dx = inner(dout, **options)
                 if self._armed:
                     self._gradients_ready(module)
                 return dx

@@ -119,8 +119,8 @@ class _Watcher:
         return checked
 
     def _checked_backward(self, name, module, backward):
-        def checked(dout):
-            dx = backward(dout)
+        def checked(dout, **options):  # options: Conv2d's need_input_grad
+            dx = backward(dout, **options)
             for a in _arrays_in(dx):
                 kind = non_finite_kind(a)
                 if kind:

@@ -25,10 +25,13 @@ class ReLU(Module):
         mask = xp.empty(x.shape, dtype=bool)
         out = xp.empty_like(x)
         x1, mask1, out1 = (a.reshape(-1) if a.ndim == 0 else a for a in (x, mask, out))  # a scalar: one part
+        # max(x, 0) against zeros the shape of one image, not the scalar 0: NumPy's
+        # loop for a scalar (stride 0) operand runs at a third of the speed.
+        zeros = xp.zeros(x1.shape[1:], dtype=x.dtype)
 
         def relu(n0, n1):  # a share of the images per thread (parallel.py)
             xp.greater(x1[n0:n1], 0, out=mask1[n0:n1])
-            xp.maximum(x1[n0:n1], 0, out=out1[n0:n1])
+            xp.maximum(x1[n0:n1], zeros, out=out1[n0:n1])
         parallel.for_each_part(relu, len(x1), parallel.min_images(x1), xp)
         self._cache = mask
         return out
