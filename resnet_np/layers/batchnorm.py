@@ -41,6 +41,11 @@ def batch_channel_sum(a, b=None):
     """
     parts = parallel.for_each_part(lambda n0, n1: channel_sum(a[n0:n1], None if b is None else b[n0:n1]),
                                    len(a), parallel.min_images(a), get_array_module(a))
+    return add_in_order(parts)
+
+
+def add_in_order(parts):
+    """The sum of the threads' partial results, always in the same order (the same bits on every run)."""
     total = parts[0]
     for part in parts[1:]:
         total = total + part
@@ -104,14 +109,18 @@ class BatchNorm2d(Module):
         # The passes over the data below run on a share of the images per thread.
         x_centered = xp.empty_like(x)
         mean_map = per_channel(mean, x.shape)
-        parallel.for_each_part(lambda n0, n1: xp.subtract(x[n0:n1], mean_map, out=x_centered[n0:n1]),
-                               N, parallel.min_images(x), xp)
+        training = self.training
+
+        def center(n0, n1):  # x - mean and, in train mode, its per-channel sum of squares: one call per thread
+            xc = xp.subtract(x[n0:n1], mean_map, out=x_centered[n0:n1])
+            return channel_sum(xc, xc) if training else 0
+        squares = add_in_order(parallel.for_each_part(center, N, parallel.min_images(x), xp))
         if self.training:
-            var = batch_channel_sum(x_centered, x_centered) / M
+            var = squares / M
             self._update_running_stats(mean, var, M)
         inv_std = 1.0 / xp.sqrt(var + self.eps)
         # weight * x_hat + bias with x_hat = x_centered * inv_std, folded into one
-        # scale per channel: a single pass over the data instead of three.
+        # scale per channel: two passes over the data instead of three.
         scale_map = per_channel(self.weight.data * inv_std, x.shape)
         bias_map = per_channel(self.bias.data, x.shape)
         out = xp.empty_like(x)
@@ -141,9 +150,13 @@ class BatchNorm2d(Module):
         N, C, H, W = dout.shape
         M = N * H * W
         xp = get_array_module(dout)
-        dbias = batch_channel_sum(dout)
-        dweight = batch_channel_sum(dout, x_centered) * inv_std    # sum(dout * x_hat)
-        scale = self.weight.data * inv_std                          # gamma / sqrt(var + eps)
+
+        def sums(n0, n1):  # sum(dout) and sum(dout * x_centered) in one call per thread
+            return channel_sum(dout[n0:n1]), channel_sum(dout[n0:n1], x_centered[n0:n1])
+        parts = parallel.for_each_part(sums, N, parallel.min_images(dout), xp)
+        dbias = add_in_order([s for s, _ in parts])
+        dweight = add_in_order([s_xc for _, s_xc in parts]) * inv_std    # sum(dout * x_hat)
+        scale = self.weight.data * inv_std                                 # gamma / sqrt(var + eps)
         scale_map = per_channel(scale, dout.shape)
         dx = xp.empty_like(dout)
         if trained:
@@ -152,9 +165,8 @@ class BatchNorm2d(Module):
             slope_map = per_channel(inv_std * dweight / M, dout.shape)
 
             def chain_rule(n0, n1):
-                d = dx[n0:n1]
-                xp.subtract(dout[n0:n1], mean_map, out=d)
-                d -= x_centered[n0:n1] * slope_map
+                d = xp.subtract(dout[n0:n1], mean_map, out=dx[n0:n1])
+                d -= xp.multiply(x_centered[n0:n1], slope_map)
                 d *= scale_map
         else:
             def chain_rule(n0, n1):
