@@ -35,10 +35,9 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.bench import FORCED_BLAS_KERNEL  # noqa: E402  (removed from the workers' environment)
 from benchmarks.machine import describe, write_results  # noqa: E402
 
-# Removed from the workers' environment (see benchmarks/bench.py).
-FORCED_BLAS_KERNEL = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 NETWORKS = ("resnet50", "resnext50_32x4d")
 
 
