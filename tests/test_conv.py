@@ -6,7 +6,15 @@ import pytest
 from resnet_np import layers as L
 from resnet_np.gradcheck import check_module, rel_error
 from resnet_np.layers import conv as conv_module
-from resnet_np.layers.im2col import col2im, col2im_cf, conv_grid_width, im2col, im2col_cf
+from resnet_np.layers.im2col import (
+    col2im,
+    col2im_cf,
+    conv_grid_width,
+    im2col,
+    im2col_cf,
+    input_buffer,
+    padded_row_length,
+)
 
 
 def randn(*shape, seed=0):
@@ -48,9 +56,13 @@ def test_col2im_is_the_adjoint_of_im2col(k, s, p):
     assert abs(lhs - rhs) < 1e-10 * abs(lhs)
 
 
-@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (2, 1, 0), ((3, 2), (1, 2), (1, 0))])
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (2, 1, 0), ((3, 2), (1, 2), (1, 0)), (3, 1, 2), (5, 1, 1),
+                                   ((1, 3), 1, (0, 2))])
 def test_channels_first_im2col_has_the_same_rows(k, s, p):
-    """The layer's (C*KH*KW, N*OH*OW) layout is im2col's, with the images side by side."""
+    """The layer's (C*KH*KW, N*OH*OW) layout is im2col's, with the images side by side; col2im_cf is its adjoint.
+
+    The stride-1 cases include paddings smaller than, equal to and larger than the kernel's reach: the flat
+    layout's rows are W or OW long, and the entries that cross a row's end must come out zero."""
     pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
     k, s, p = pair(k), pair(s), pair(p)
     x = randn(3, 2, 7, 6)
@@ -58,17 +70,27 @@ def test_channels_first_im2col_has_the_same_rows(k, s, p):
     N, R, P = cols.shape
     OH = L.conv_output_size(7, k[0], s[0], p[0])
     OW = L.conv_output_size(6, k[1], s[1], p[1])
-    x_pad = np.pad(x.transpose(1, 0, 2, 3), ((0, 0), (0, 0), (p[0], p[0] + 1), (p[1], p[1])))
+    x_buf, x_in = input_buffer(np, 2, N, 7, 6, k, s, p, (1, 1), x.dtype)
+    x_in[...] = x.transpose(1, 0, 2, 3)
     GW = conv_grid_width(6, k[1], s, p[1])
-    cols_cf = im2col_cf(x_pad, k, s, (OH, GW)).reshape(R, N, OH, GW)[..., :OW].reshape(R, N * P)
-    np.testing.assert_array_equal(cols_cf, cols.transpose(1, 0, 2).reshape(R, N * P))
+    cols_cf = im2col_cf(x_buf, k, s, (OH, GW), None, (1, 1), 6, p[1]).reshape(R, N, OH, GW)[..., :OW]
+    np.testing.assert_array_equal(cols_cf.reshape(R, N * P), cols.transpose(1, 0, 2).reshape(R, N * P))
     c = randn(R, N * P, seed=1)
-    c_grid = np.zeros((R, N, OH, GW))      # the junk columns of the wide grid get a zero gradient
+    c_grid = np.zeros((R, N, OH, GW))      # the junk columns of the grid get a zero gradient
     c_grid[..., :OW] = c.reshape(R, N, OH, OW)
-    dx_pad = col2im_cf(c_grid.reshape(R, -1), np.zeros(x_pad.shape), k, s, (OH, GW))
+    dx_buf, dx_in = input_buffer(np, 2, N, 7, 6, k, s, p, (1, 1), x.dtype)
+    col2im_cf(c_grid.reshape(R, -1), dx_buf, k, s, (OH, GW), (1, 1), 6, p[1])
     expected = col2im(c.reshape(R, N, P).transpose(1, 0, 2), x.shape, k, s, p)
-    np.testing.assert_allclose(dx_pad[:, :, p[0]:p[0] + 7, p[1]:p[1] + 6].transpose(1, 0, 2, 3), expected,
-                               rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(dx_in.transpose(1, 0, 2, 3), expected, rtol=1e-13, atol=1e-13)
+
+
+def test_padded_row_length_avoids_rows_a_multiple_of_128_bytes_apart():
+    """At least n long, an odd number of 64-byte units: never a multiple of 128 bytes (nor of 4 kB)."""
+    for itemsize in (4, 8):
+        for n in (1, 15, 16, 17, 1024, 1088, 3072, 3264):
+            length = padded_row_length(n, itemsize)
+            assert n <= length < n + 2 * 64 // itemsize
+            assert (length * itemsize) % 64 == 0 and (length * itemsize) % 128 != 0
 
 
 @pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (1, 2, 0)])

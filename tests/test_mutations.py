@@ -102,7 +102,8 @@ def test_conv_dweight_transposed_is_caught(broken_cls):
     assert_caught(L.Conv2d(3, 3, 3, padding=1), broken_cls(3, 3, 3, padding=1), randn(2, 3, 5, 5))
 
 
-def col2im_assign_instead_of_add(dcols, dx_pad, kernel_size, stride, out_size, dilation=(1, 1)):
+def col2im_assign_instead_of_add(dcols, dx_pad, kernel_size, stride, out_size, dilation=(1, 1), image_width=None,
+                                 padding_w=0):
     """The layer's col2im (the strided form), overwriting where windows overlap instead of summing."""
     C, B = dx_pad.shape[:2]
     (KH, KW), (SH, SW), (OH, GW) = kernel_size, stride, out_size

@@ -13,7 +13,7 @@ from ..checks import (
     positive_int,
 )
 from ..module import Module, Parameter
-from .im2col import col2im_cf, conv_grid_width, conv_output_size, im2col_cf, pad2d
+from .im2col import col2im_cf, conv_grid_width, conv_output_size, im2col_cf, input_buffer, pad2d, padded_row_length
 
 
 def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -68,6 +68,11 @@ def images_per_chunk(xp, N, rows, positions, itemsize):
     return max(1, min(N, max(by_bytes, by_columns)))
 
 
+def column_buffer(xp, rows, columns, dtype):
+    """An empty (rows, columns) matrix for im2col, its rows spaced as ``padded_row_length`` says (a view)."""
+    return xp.empty((rows, padded_row_length(columns, dtype.itemsize)), dtype=dtype)[:, :columns]
+
+
 def grouped_matmul(w_mat, cols, groups, out=None):
     """(F, Cg*KH*KW) weights times (G*Cg*KH*KW, P) cols -> (F, P), group by group.
 
@@ -102,7 +107,7 @@ def conv2d_im2col(x, w_mat, kernel_size, stride, padding, dilation=(1, 1), group
     """out (N, F, OH, OW) of a convolution of x (N, C, H, W), weight as a matrix (F, C/G*KH*KW).
 
     The images go through in chunks: each chunk is transposed to channels
-    first into a zero-padded buffer (C, B, Hp + 1, Wp), unrolled by im2col
+    first into a zero-padded buffer (``input_buffer``), unrolled by im2col
     into cols (C*KH*KW, B*OH*GW), multiplied, and transposed back.
     """
     xp = get_array_module(x)
@@ -117,13 +122,13 @@ def conv2d_im2col(x, w_mat, kernel_size, stride, padding, dilation=(1, 1), group
     out = xp.empty((N, F, OH, OW), dtype=x.dtype)
 
     def images(n_start, n_stop):  # one thread's share of the batch, with buffers of its own
-        x_pad = xp.zeros((C, B, H + 2 * PH + 1, W + 2 * PW), dtype=x.dtype)  # borders stay zero
-        cols = xp.empty((C * KH * KW, B * OH * GW), dtype=x.dtype)
+        x_buf, x_in = input_buffer(xp, C, B, H, W, kernel_size, stride, padding, dilation, x.dtype)
+        cols = column_buffer(xp, C * KH * KW, B * OH * GW, x.dtype)
         product = xp.empty(F * B * OH * GW, dtype=x.dtype)   # W_mat @ cols lands here: no new array per chunk
         for n0 in range(n_start, n_stop, B):
             b = min(B, n_stop - n0)
-            x_pad[:, :b, PH:PH + H, PW:PW + W] = x[n0:n0 + b].transpose(1, 0, 2, 3)
-            cols_b = im2col_cf(x_pad[:, :b], kernel_size, stride, (OH, GW), cols[:, :b * OH * GW], dilation)
+            x_in[:, :b] = x[n0:n0 + b].transpose(1, 0, 2, 3)   # the padding around stays zero
+            cols_b = im2col_cf(x_buf[:, :b], kernel_size, stride, (OH, GW), cols[:, :b * OH * GW], dilation, W, PW)
             out_b = grouped_matmul(w_mat, cols_b, groups, product[:F * b * OH * GW].reshape(F, -1))
             out_b = out_b.reshape(F, b, OH, GW)[:, :, :, :OW]  # (F, b, OH, OW)
             if bias is not None:
@@ -240,23 +245,24 @@ class Conv2d(Module):
         N, C, H, W = x.shape
         F, OH, OW = dout.shape[1:]
         G = self.groups
-        (KH, KW), (PH, PW), DW = self.kernel_size, self.padding, self.dilation[1]
+        (KH, KW), PW, DW = self.kernel_size, self.padding[1], self.dilation[1]
         GW = conv_grid_width(W, KW, self.stride, PW, DW)
         K = C // G * KH * KW
         B = images_per_chunk(xp, N, C * KH * KW, OH * GW, x.dtype.itemsize)
 
         def images(n_start, n_stop):  # one thread's share: its own buffers and its own partial sum
             dw_t = xp.zeros((G, K, F // G), dtype=dout.dtype)       # dW transposed, group by group
-            x_pad = xp.zeros((C, B, H + 2 * PH + 1, W + 2 * PW), dtype=x.dtype)
+            x_buf, x_in = input_buffer(xp, C, B, H, W, self.kernel_size, self.stride, self.padding, self.dilation,
+                                       x.dtype)
             d_grid = xp.zeros((F, B, OH, GW), dtype=dout.dtype)     # junk columns stay zero: they add nothing
-            cols = xp.empty((C * KH * KW, B * OH * GW), dtype=x.dtype)
+            cols = column_buffer(xp, C * KH * KW, B * OH * GW, x.dtype)
             for n0 in range(n_start, n_stop, B):
                 b = min(B, n_stop - n0)
                 d_grid[:, :b, :, :OW] = dout[n0:n0 + b].transpose(1, 0, 2, 3)
                 d_b = d_grid[:, :b].reshape(G, F // G, b * OH * GW)              # D's columns of these images
-                x_pad[:, :b, PH:PH + H, PW:PW + W] = x[n0:n0 + b].transpose(1, 0, 2, 3)
-                cols_b = im2col_cf(x_pad[:, :b], self.kernel_size, self.stride, (OH, GW), cols[:, :b * OH * GW],
-                                   self.dilation)
+                x_in[:, :b] = x[n0:n0 + b].transpose(1, 0, 2, 3)
+                cols_b = im2col_cf(x_buf[:, :b], self.kernel_size, self.stride, (OH, GW), cols[:, :b * OH * GW],
+                                   self.dilation, W, PW)
                 # cols @ D.T rather than D @ cols.T: the same numbers, but BLAS runs this
                 # orientation about twice as fast when F is small (the result is tiny).
                 dw_t += cols_b.reshape(G, K, b * OH * GW) @ d_b.transpose(0, 2, 1)
@@ -302,20 +308,21 @@ class Conv2d(Module):
         Cg, Fg = C // G, F // G
         (KH, KW), (PH, PW), (DH, DW) = self.kernel_size, self.padding, self.dilation
         QH, QW = DH * (KH - 1) - PH, DW * (KW - 1) - PW      # dout's padding
-        GW = OW + 2 * QW                                      # dcols' columns per row of dx
+        GW = conv_grid_width(OW, KW, (1, 1), QW, DW)          # dcols' columns per row of dx (W of them useful)
         w_t = transposed_kernel(self.weight.data, G)          # (C, F/G*KH*KW)
         B = images_per_chunk(xp, N, F * KH * KW, H * GW, dout.dtype.itemsize)
         dx = xp.empty(x.shape, dtype=dout.dtype)
 
         def images(n_start, n_stop):  # one thread's share: its own buffers and its own partial dW
-            d_pad = xp.zeros((F, B, OH + 2 * QH + 1, GW), dtype=dout.dtype)     # borders stay zero
-            dcols = xp.empty((F * KH * KW, B * H * GW), dtype=dout.dtype)
+            d_buf, d_in = input_buffer(xp, F, B, OH, OW, (KH, KW), (1, 1), (QH, QW), (DH, DW), dout.dtype)
+            dcols = column_buffer(xp, F * KH * KW, B * H * GW, dout.dtype)
             x_grid = xp.zeros((C, B, H, GW), dtype=x.dtype) if need_dw else None  # extra columns stay zero
             dw_t = xp.zeros((G, Fg * KH * KW, Cg), dtype=dout.dtype) if need_dw else None
             for n0 in range(n_start, n_stop, B):
                 b = min(B, n_stop - n0)
-                d_pad[:, :b, QH:QH + OH, QW:QW + OW] = dout[n0:n0 + b].transpose(1, 0, 2, 3)
-                dcols_b = im2col_cf(d_pad[:, :b], (KH, KW), (1, 1), (H, GW), dcols[:, :b * H * GW], self.dilation)
+                d_in[:, :b] = dout[n0:n0 + b].transpose(1, 0, 2, 3)
+                dcols_b = im2col_cf(d_buf[:, :b], (KH, KW), (1, 1), (H, GW), dcols[:, :b * H * GW], self.dilation,
+                                    OW, QW)
                 dx_b = grouped_matmul(w_t, dcols_b, G).reshape(C, b, H, GW)[:, :, :, :W]
                 dx[n0:n0 + b] = dx_b.transpose(1, 0, 2, 3)
                 if need_dw:
@@ -340,7 +347,7 @@ class Conv2d(Module):
         N, C, H, W = x_shape
         F, OH, OW = dout.shape[1:]
         G = self.groups
-        (KH, KW), (PH, PW), DW = self.kernel_size, self.padding, self.dilation[1]
+        (KH, KW), PW, DW = self.kernel_size, self.padding[1], self.dilation[1]
         GW = conv_grid_width(W, KW, self.stride, PW, DW)
         w_mat_t = self.weight.data.reshape(G, F // G, -1).transpose(0, 2, 1)   # (G, Cg*KH*KW, F/G)
         B = images_per_chunk(xp, N, C * KH * KW, OH * GW, dout.dtype.itemsize)
@@ -348,16 +355,17 @@ class Conv2d(Module):
         dx = xp.empty(x_shape, dtype=dout.dtype)
 
         def images(n_start, n_stop):
-            dx_pad = xp.empty((C, B, H + 2 * PH + 1, W + 2 * PW), dtype=dout.dtype)
+            dx_buf, dx_in = input_buffer(xp, C, B, H, W, self.kernel_size, self.stride, self.padding, self.dilation,
+                                         dout.dtype)
             d_grid = xp.zeros((F, B, OH, GW), dtype=dout.dtype)
             for n0 in range(n_start, n_stop, B):
                 b = min(B, n_stop - n0)
                 d_grid[:, :b, :, :OW] = dout[n0:n0 + b].transpose(1, 0, 2, 3)
                 d_b = d_grid[:, :b].reshape(G, F // G, b * OH * GW)
                 dcols = (w_mat_t @ d_b).reshape(C * KH * KW, b * OH * GW)           # W_mat.T @ D, group by group
-                dx_pad[:, :b] = 0
-                col2im_cf(dcols, dx_pad[:, :b], self.kernel_size, self.stride, (OH, GW), self.dilation)
-                dx[n0:n0 + b] = dx_pad[:, :b, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3)
+                dx_buf[:, :b] = 0
+                col2im_cf(dcols, dx_buf[:, :b], self.kernel_size, self.stride, (OH, GW), self.dilation, W, PW)
+                dx[n0:n0 + b] = dx_in[:, :b].transpose(1, 0, 2, 3)
 
         parallel.for_each_part(images, N, xp=xp)
         return dx
