@@ -108,7 +108,7 @@ def col2im(cols, x_shape, kernel_size, stride, padding):
 # set to zero after the copy (``_zero_the_edges``; a few per row). Compared
 # with rows as wide as the padded image (W + 2*PW, the obvious layout), the
 # matrix product loses no columns to the padding: 2 of every 10 at 8x8,
-# 2 of every 9 at 7x7 (measured: 15-20 % faster convolutions there).
+# 2 of every 9 at 7x7 (measured: 11-20 % faster convolutions there).
 # The R - OW positions of a row past OW, if any, are junk outputs,
 # computed and dropped (their upstream gradient is set to zero).
 # ---------------------------------------------------------------------------
