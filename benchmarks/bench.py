@@ -23,7 +23,7 @@ How, so that the comparison is fair:
   calls and reports the median of ``--repeat`` timed calls; the table shows
   the median over the rounds. A noisy minute on a shared machine hits both.
 * **The same threads.** ``--threads N`` (default: all cores) for NumPy's
-  BLAS, for our layers (``resnet_np.parallel``) and for PyTorch.
+  BLAS, for our layers (``resnet_np.fast.threads``) and for PyTorch.
 * **The BLAS a user gets.** Some machines set ``OPENBLAS_CORETYPE`` (and
   ``OPENBLAS_L2_SIZE``) to force an older OpenBLAS kernel; that slows a
   current NumPy. The workers run without both (only they: the tests and CI
@@ -112,7 +112,7 @@ def ours_worker(args):
     import numpy as np
     from threadpoolctl import threadpool_info
 
-    from resnet_np import backend, parallel
+    from resnet_np import backend, fast
     from resnet_np import layers as L
     from resnet_np.models import ARCHITECTURES
     from resnet_np.optim import SGD
@@ -120,7 +120,7 @@ def ours_worker(args):
     backend.use(args.backend)
     xp = backend.get_array_module()
     if args.threads:
-        parallel.set_num_threads(args.threads)
+        fast.set_num_threads(args.threads)
 
     def sync():
         if args.backend == "cupy":
@@ -133,7 +133,7 @@ def ours_worker(args):
         return {"bn": L.BatchNorm2d, "relu": L.ReLU, "avgpool": L.GlobalAvgPool2d, "linear": L.Linear,
                 "maxpool": L.MaxPool2d}[kind](*a)
 
-    result = {"library": f"resnet_np (NumPy {np.__version__})", "threads": parallel.get_num_threads(),
+    result = {"library": f"resnet_np (NumPy {np.__version__})", "threads": fast.get_num_threads(),
               "blas": [f"{i['internal_api']} {i.get('version')} kernel {i.get('architecture')}, "
                        f"{i['num_threads']} threads" for i in threadpool_info() if i["user_api"] == "blas"],
               "layers": {}, "steps": {}}

@@ -57,11 +57,11 @@ def ours_worker(args):
     import numpy as np
     from threadpoolctl import threadpool_info
 
-    from resnet_np import backend, parallel
+    from resnet_np import backend, fast
     from resnet_np.layers import SoftmaxCrossEntropy
     from resnet_np.models import ARCHITECTURES
 
-    parallel.set_num_threads(args.threads)
+    fast.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32)
     y = rng.integers(0, 1000, args.batch)
@@ -80,7 +80,7 @@ def ours_worker(args):
         times[name] = time_steps(ARCHITECTURES[name]())
     blas = [f"{i['internal_api']} {i.get('version')} kernel {i.get('architecture')}, {i['num_threads']} threads"
             for i in threadpool_info() if i["user_api"] == "blas"]
-    return {"library": f"resnet_np (NumPy {np.__version__})", "threads": parallel.get_num_threads(), "blas": blas,
+    return {"library": f"resnet_np (NumPy {np.__version__})", "threads": fast.get_num_threads(), "blas": blas,
             "times": times}
 
 

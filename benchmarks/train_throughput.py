@@ -41,7 +41,7 @@ def worker(args):
     import numpy as np
     from threadpoolctl import threadpool_info
 
-    from resnet_np import backend, parallel
+    from resnet_np import backend, fast
     from resnet_np.data import DataLoader, load_dataset
     from resnet_np.layers import SoftmaxCrossEntropy
     from resnet_np.models import resnet20
@@ -76,7 +76,7 @@ def worker(args):
     blas = [f"{i['internal_api']} {i.get('version')} kernel {i.get('architecture')}, {i['num_threads']} threads"
             for i in threadpool_info() if i["user_api"] == "blas"]
     return {"bare_images_per_s": bare, "eval_seconds": evaluation, "eval_images": len(test_set),
-            "threads": parallel.get_num_threads(), "blas": blas}
+            "threads": fast.get_num_threads(), "blas": blas}
 
 
 def main():

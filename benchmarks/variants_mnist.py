@@ -35,7 +35,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.machine import describe, write_results  # noqa: E402
-from resnet_np import backend, parallel  # noqa: E402
+from resnet_np import backend, fast  # noqa: E402
 from resnet_np.data import DataLoader, load_dataset  # noqa: E402
 from resnet_np.models import cifar_resnext, flops, preact_resnet20, resnet20, wrn  # noqa: E402
 from resnet_np.optim import SGD, CosineAnnealingLR, LinearWarmup  # noqa: E402
@@ -101,7 +101,7 @@ def main():
 
     lines = [
         "# After ResNet on MNIST: pre-activation, width and cardinality at about the same size", "",
-        (f"Machine: {describe()}; NumPy backend; resnet_np threads: {parallel.get_num_threads()}, "
+        (f"Machine: {describe()}; NumPy backend; resnet_np threads: {fast.get_num_threads()}, "
          f"BLAS threads: {blas_threads()}."),
         (f"Training: {args.epochs} epoch(s) on {len(train):,} random MNIST training images (seed 0; the same images "
          f"in the same order for every network), batch {args.batch_size}, SGD momentum 0.9, weight decay 5e-4, "

@@ -1,8 +1,17 @@
-"""Batch normalisation's statistics, computed by hand."""
+"""Batch normalisation's statistics, computed by hand (on the fast and the plain path)."""
 
 import numpy as np
+import pytest
 
 from resnet_np import layers as L
+from resnet_np import use_fast
+
+
+@pytest.fixture(params=[True, False], ids=["fast", "plain"], autouse=True)
+def path(request):
+    """Every test runs on both paths: the fast layers and the plain ones (resnet_np.use_fast)."""
+    with use_fast(request.param):
+        yield request.param
 
 
 def randn(*shape, seed=0):

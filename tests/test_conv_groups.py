@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from resnet_np import layers as L
-from resnet_np import parallel
+from resnet_np.fast import threads
 from resnet_np.gradcheck import check_module, rel_error
 from resnet_np.layers import conv as conv_module
 
@@ -214,9 +214,9 @@ def test_many_small_chunks_give_the_same_result(monkeypatch, name, N, C, F, H, W
 
 @pytest.fixture
 def restore_threads():
-    old = parallel.get_num_threads()
+    old = threads.get_num_threads()
     yield
-    parallel.set_num_threads(old)
+    threads.set_num_threads(old)
 
 
 @pytest.mark.parametrize("name,N,C,F,H,W,k,s,p,d,g", params(SPLIT_CASES))
@@ -224,20 +224,20 @@ def test_two_threads_give_the_same_result(monkeypatch, restore_threads, name, N,
     conv = make_conv(C, F, k, s, p, d, g)
     x = randn(7, C, H, W, seed=1)
     chunked_budget(monkeypatch, C, k, d, H, W, s, p)  # small chunks, so that 7 images make two shares
-    parallel.set_num_threads(1)
+    threads.set_num_threads(1)
     one = forward_backward(conv, x)
 
     parts = []
-    original = parallel.for_each_part
+    original = threads.for_each_part
 
     def counting(fn, N, min_part=1, xp=None):
         results = original(fn, N, min_part, xp)
         parts.append(len(results))
         return results
-    monkeypatch.setattr(parallel, "for_each_part", counting)
-    parallel.set_num_threads(2)
+    monkeypatch.setattr(threads, "for_each_part", counting)
+    threads.set_num_threads(2)
     two = forward_backward(conv, x)
-    if parallel.ThreadpoolController is not None:
+    if threads.ThreadpoolController is not None:
         assert max(parts) == 2, parts  # the images really were shared out
     for what, a, b in zip(("out", "dx", "dW", "db"), one, two):
         # Only dW's partial sums are added in another order: the last bits at most.

@@ -10,10 +10,18 @@ import numpy as np
 import pytest
 
 from resnet_np import layers as L
+from resnet_np import use_fast
 from resnet_np.gradcheck import check_module
 from resnet_np.module import Module
 
 TOL = 1e-7
+
+
+@pytest.fixture(params=[True, False], ids=["fast", "plain"], autouse=True)
+def path(request):
+    """Every test runs on both paths: the fast layers and the plain ones (resnet_np.use_fast)."""
+    with use_fast(request.param):
+        yield request.param
 
 
 def randn(*shape, seed=0):

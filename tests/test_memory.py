@@ -1,6 +1,11 @@
-"""resnet_np.memory: freed arrays stay with the process, so the next step does not fault its pages in again."""
+"""Process-wide settings: freed arrays kept for the next step (resnet_np.fast.memory) and BLAS's threads.
+
+Importing resnet_np changes neither; ``resnet_np.fast.tuned()`` switches both
+on and puts them back when it ends.
+"""
 
 import ctypes
+import os
 import subprocess
 import sys
 
@@ -12,22 +17,37 @@ GLIBC = sys.platform.startswith("linux") and hasattr(ctypes.CDLL(None), "gnu_get
 # step does with its layers' outputs — and count the page faults of the last 20 rounds.
 PROBE = """
 import os, resource, sys
-if sys.argv[1] == "keep":
-    import resnet_np
-    assert resnet_np.memory.keep_freed_memory() is True
-else:
+mode = sys.argv[1]
+if mode == "off":
     os.environ["RESNET_NP_KEEP_FREED_MEMORY"] = "0"
-    import resnet_np
-    assert resnet_np.memory.keep_freed_memory() is False
 import numpy as np
+import resnet_np
+from resnet_np.fast import memory
+
 def rounds(k):
     for _ in range(k):
         arrays = [np.ones(2 ** 21, dtype=np.float32) for _ in range(8)]   # 8 MB each, every page written
         del arrays
-rounds(20)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-rounds(20)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+def faults():
+    rounds(20)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    rounds(20)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+if mode == "import":          # the package imported and a layer run: nothing changed
+    resnet_np.layers.ReLU()(np.ones((4, 3, 8, 8)))
+    assert not memory.is_kept()
+    print(faults())
+elif mode == "after":         # tuned() entered and left: glibc's defaults again
+    with resnet_np.fast.tuned():
+        assert memory.is_kept()
+    assert not memory.is_kept()
+    print(faults())
+else:                         # inside tuned()
+    with resnet_np.fast.tuned():
+        assert memory.is_kept() == (mode == "tuned")
+        print(faults())
 """
 
 
@@ -37,11 +57,57 @@ def faults(mode):
     return int(out.stdout.split()[-1])
 
 
+# With glibc's defaults the 64 MB freed at the end of a round go back to the
+# kernel: at least 4 huge pages per array (2,048 small ones without
+# transparent huge pages) fault in again in every round.
+RETURNED = 20 * 8 * 4
+
+
 @pytest.mark.skipif(not GLIBC, reason="mallopt exists only in glibc (Linux); elsewhere keep_freed_memory does nothing")
-def test_freed_memory_is_reused_without_new_page_faults():
-    kept, default = faults("keep"), faults("default")
-    # With glibc's defaults the 64 MB freed at the end of a round go back to the
-    # kernel: at least 4 huge pages per array (2,048 small ones without
-    # transparent huge pages) fault in again in every round.
-    assert default >= 20 * 8 * 4, f"the default allocator was expected to fault each round, got {default} faults"
+def test_tuned_keeps_freed_memory_without_new_page_faults():
+    kept = faults("tuned")
     assert kept <= 10, f"freed memory was handed back to the kernel: {kept} page faults in 20 rounds"
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt exists only in glibc (Linux)")
+@pytest.mark.parametrize("mode", ["import", "after", "off"])
+def test_import_and_the_end_of_tuned_leave_the_allocator_alone(mode):
+    """Importing resnet_np, leaving tuned() and RESNET_NP_KEEP_FREED_MEMORY=0: freed memory goes back to the kernel."""
+    got = faults(mode)
+    assert got >= RETURNED, f"{mode}: the default allocator was expected to fault each round, got {got} faults"
+
+
+BLAS_PROBE = """
+from threadpoolctl import threadpool_info
+def blas():
+    return sorted(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+import numpy as np
+start = blas()               # numpy's BLAS, before resnet_np is imported
+import resnet_np
+assert blas() == start
+from resnet_np import layers as L
+resnet_np.fast.set_num_threads(2)
+x = np.random.default_rng(0).standard_normal((8, 4, 9, 9))
+conv = L.Conv2d(4, 4, 3, padding=1).astype("float64")
+def step():
+    conv.backward(conv(x))
+    L.BatchNorm2d(4).astype("float64")(x)
+step()
+assert blas() == start, ("a layer left BLAS changed", start, blas())
+with resnet_np.fast.tuned():
+    assert blas() == [1] * len(start), ("tuned(): BLAS at one thread", blas())
+    step()
+    with resnet_np.fast.tuned():     # nested: the inner end restores nothing yet
+        pass
+    assert blas() == [1] * len(start)
+assert blas() == start, ("tuned() did not restore BLAS", start, blas())
+print("ok", start)
+"""
+
+
+def test_layers_and_tuned_leave_blas_threads_as_they_found_them():
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2", MKL_NUM_THREADS="2",
+               RESNET_NP_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", BLAS_PROBE], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ok [2" in out.stdout, out.stdout

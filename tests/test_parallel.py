@@ -1,10 +1,10 @@
-"""The layers give the same results on one thread and on several (resnet_np.parallel)."""
+"""The layers give the same results on one thread and on several (resnet_np.fast.threads)."""
 
 import numpy as np
 import pytest
 
 from resnet_np import layers as L
-from resnet_np import parallel
+from resnet_np.fast import threads
 from resnet_np.gradcheck import check_module, rel_error
 from resnet_np.layers import conv as conv_module
 
@@ -16,27 +16,27 @@ def randn(*shape, seed=0):
 @pytest.fixture
 def small_parts(monkeypatch):
     """Shares of a single image and chunks of one image: tiny inputs still run on several threads."""
-    monkeypatch.setattr(parallel, "MIN_PART_BYTES", 1)
+    monkeypatch.setattr(threads, "MIN_PART_BYTES", 1)
     monkeypatch.setattr(conv_module, "CPU_CHUNK_BYTES", 1)
     monkeypatch.setattr(conv_module, "MIN_CHUNK_COLUMNS", 1)
     yield
-    parallel.set_num_threads(parallel._default_num_threads())
+    threads.set_num_threads(threads._default_num_threads())
 
 
 def test_for_each_part_covers_the_range_in_order(small_parts):
-    parallel.set_num_threads(3)
-    seen = parallel.for_each_part(lambda n0, n1: list(range(n0, n1)), 10)
+    threads.set_num_threads(3)
+    seen = threads.for_each_part(lambda n0, n1: list(range(n0, n1)), 10)
     assert len(seen) == 3 and sum(seen, []) == list(range(10))
-    assert parallel.for_each_part(lambda n0, n1: (n0, n1), 10, min_part=6) == [(0, 10)]  # too small to share
-    assert parallel.for_each_part(lambda n0, n1: (n0, n1), 0) == [(0, 0)]                 # an empty batch
-    parallel.set_num_threads(1)
-    assert parallel.for_each_part(lambda n0, n1: (n0, n1), 10) == [(0, 10)]
+    assert threads.for_each_part(lambda n0, n1: (n0, n1), 10, min_part=6) == [(0, 10)]  # too small to share
+    assert threads.for_each_part(lambda n0, n1: (n0, n1), 0) == [(0, 0)]                 # an empty batch
+    threads.set_num_threads(1)
+    assert threads.for_each_part(lambda n0, n1: (n0, n1), 10) == [(0, 10)]
 
 
 def test_set_num_threads_refuses_nonsense():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="set_num_threads"):
-            parallel.set_num_threads(bad)
+            threads.set_num_threads(bad)
 
 
 def run_layer(layer, *inputs, seed=1):
@@ -61,16 +61,16 @@ LAYERS = [
 def test_several_threads_give_the_results_of_one(small_parts, name, make, shape):
     x = randn(*shape)
     layer = make().astype("float64")
-    parallel.set_num_threads(1)
+    threads.set_num_threads(1)
     one = run_layer(layer, x)
-    parallel.set_num_threads(3)
+    threads.set_num_threads(3)
     several = run_layer(layer, x)
     for a, b in zip(one, several):
         assert rel_error(a, b) < 1e-13
 
 
 def test_add_and_eval_batchnorm_on_several_threads(small_parts):
-    parallel.set_num_threads(3)
+    threads.set_num_threads(3)
     a, b = randn(5, 3, 4, 4), randn(5, 3, 4, 4, seed=1)
     np.testing.assert_array_equal(L.Add()(a, b), a + b)
     bn = L.BatchNorm2d(3).astype("float64")
@@ -83,7 +83,7 @@ def test_add_and_eval_batchnorm_on_several_threads(small_parts):
 
 @pytest.mark.parametrize("name,make,shape", LAYERS, ids=[c[0] for c in LAYERS])
 def test_gradients_on_several_threads(small_parts, name, make, shape):
-    parallel.set_num_threads(2)
+    threads.set_num_threads(2)
     check_module(make(), randn(*shape)[:3])
 
 
@@ -95,5 +95,5 @@ def test_a_lost_share_is_caught(small_parts, monkeypatch):
     x = randn(4, 3, 5, 5)
     conv = L.Conv2d(3, 2, 3, padding=1).astype("float64")
     expected = L.conv2d_naive(x, conv.weight.data, conv.bias.data, padding=1)
-    monkeypatch.setattr(parallel, "for_each_part", first_parts_only)
+    monkeypatch.setattr(threads, "for_each_part", first_parts_only)
     assert rel_error(conv(x), expected) > 1e-3

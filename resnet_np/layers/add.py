@@ -1,8 +1,8 @@
-"""The residual addition, as a layer of its own."""
+"""The residual addition, as a layer of its own (derived in lesson 05)."""
 
-from .. import parallel
-from ..backend import get_array_module
+from .. import fast
 from ..checks import check_array, check_dout, check_forward_done, layer_name
+from ..fast import add as fast_add
 from ..module import Module
 
 
@@ -34,12 +34,9 @@ class Add(Module):
             raise ValueError(f"{layer_name(self)}: the two inputs must have the same dtype, "
                              f"got {a.dtype} and {b.dtype}")
         self._cache = a.shape
-        xp = get_array_module(a)
-        out = xp.empty_like(a)
-        a1, b1, out1 = (v.reshape(-1) if v.ndim == 0 else v for v in (a, b, out))  # a scalar: one part
-        parallel.for_each_part(lambda n0, n1: xp.add(a1[n0:n1], b1[n0:n1], out=out1[n0:n1]),
-                               len(a1), parallel.min_images(a1), xp)
-        return out
+        if fast.fast_enabled():
+            return fast_add.add(a, b)
+        return a + b
 
     def backward(self, dout):
         check_forward_done(self, self._cache)

@@ -1,8 +1,14 @@
-"""Batch normalisation over the channels of an (N, C, H, W) tensor."""
+"""Batch normalisation over the channels of an (N, C, H, W) tensor (derived in lesson 04).
 
-from .. import parallel
+The functions here are the formulas; ``resnet_np/fast/batchnorm.py`` holds
+their twins in fewer, threaded passes, and ``BatchNorm2d`` takes one or the
+other as ``resnet_np.use_fast`` says.
+"""
+
+from .. import fast
 from ..backend import get_array_module
 from ..checks import check_dim, check_dout, check_float_input, check_forward_done, layer_name, positive_int
+from ..fast import batchnorm as fast_batchnorm
 from ..module import Module, Parameter
 
 
@@ -20,36 +26,59 @@ def channel_sum(a, b=None):
     return xp.einsum("ncp,ncp->c", a.reshape(N, C, H * W), b.reshape(N, C, H * W))
 
 
-def per_channel(v, shape):
-    """The per-channel values ``v`` (C,) spread over a feature map, as a (1, C, H, W) array.
+def as_map(v):
+    """Per-channel values (C,) as a (1, C, 1, 1) array, ready to broadcast over (N, C, H, W)."""
+    return v.reshape(1, -1, 1, 1)
 
-    ``x * v.reshape(1, C, 1, 1)`` broadcasts v with stride 0 along H and W,
-    and NumPy's inner loops run at half speed on that; spread once into a
-    small (C, H, W) array, v is broadcast along N only, and every pass over
-    x runs at full speed.
+
+def batch_statistics(x):
+    """The batch's per-channel mean and biased variance over its M = N*H*W values, and x - mean:
+
+        mean = sum(x) / M          x_centered = x - mean          var = sum(x_centered^2) / M
+
+    Returns (mean, var, M, x_centered).
     """
-    xp = get_array_module(v)
-    N, C, H, W = shape
-    return xp.broadcast_to(v.reshape(C, 1, 1), (C, H, W)).reshape(1, C, H, W).copy()
+    N, C, H, W = x.shape
+    M = N * H * W
+    mean = channel_sum(x) / M
+    x_centered = x - as_map(mean)
+    var = channel_sum(x_centered, x_centered) / M
+    return mean, var, M, x_centered
 
 
-def batch_channel_sum(a, b=None):
-    """``channel_sum`` over a whole batch, its images shared out among the threads (parallel.py).
+def normalize(x, mean, var, eps, weight, bias, x_centered=None):
+    """out = weight * x_hat + bias, and what backward needs; ``x_centered`` (x - mean) if already known:
 
-    Each thread sums its own images; the partial sums are added in a fixed
-    order, so the result does not depend on which thread finished first.
+        inv_std = 1 / sqrt(var + eps)          x_hat = (x - mean) * inv_std
+
+    Returns (out, x_centered, inv_std).
     """
-    parts = parallel.for_each_part(lambda n0, n1: channel_sum(a[n0:n1], None if b is None else b[n0:n1]),
-                                   len(a), parallel.min_images(a), get_array_module(a))
-    return add_in_order(parts)
+    if x_centered is None:
+        x_centered = x - as_map(mean)
+    inv_std = 1.0 / get_array_module(x).sqrt(var + eps)
+    x_hat = x_centered * as_map(inv_std)
+    return as_map(weight) * x_hat + as_map(bias), x_centered, inv_std
 
 
-def add_in_order(parts):
-    """The sum of the threads' partial results, always in the same order (the same bits on every run)."""
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
-    return total
+def gradient_sums(dout, x_centered):
+    """The two per-channel sums backward needs: (sum(dout), sum(dout * x_centered))."""
+    return channel_sum(dout), channel_sum(dout, x_centered)
+
+
+def input_grad(dout, x_centered, inv_std, weight, sum_dout, sum_dout_xc, M, trained):
+    """dx of batch norm, with x_hat = x_centered * inv_std and sums over the channel's M values:
+
+        train:   dx = weight * inv_std * (dout - sum(dout) / M - x_hat * sum(dout * x_hat) / M)
+        eval:    dx = weight * inv_std * dout
+
+    (sum(dout * x_hat) = inv_std * sum_dout_xc.) In eval mode the statistics
+    are constants, so only the first term is left.
+    """
+    if not trained:
+        return as_map(weight * inv_std) * dout
+    x_hat = x_centered * as_map(inv_std)
+    sum_dout_xhat = sum_dout_xc * inv_std
+    return as_map(weight * inv_std) * (dout - as_map(sum_dout / M) - x_hat * as_map(sum_dout_xhat / M))
 
 
 class BatchNorm2d(Module):
@@ -77,6 +106,10 @@ class BatchNorm2d(Module):
 
     In eval mode the statistics are constants: dx = dout * weight / sqrt(running_var + eps).
     In both modes dweight = sum(dout * x_hat) and dbias = sum(dout).
+
+    A subclass that spreads the batch over several processes
+    (``SyncBatchNorm``) overrides ``_batch_statistics`` and
+    ``_gradient_sums`` only: both paths (fast and plain) go through them.
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
@@ -91,48 +124,43 @@ class BatchNorm2d(Module):
         self.register_buffer("running_var", xp.ones(num_features, dtype=xp.float32))
         self.register_buffer("num_batches_tracked", xp.zeros((), dtype=xp.int64))
         self._cache = None
+        self._centered = None   # (x, mean, x - mean), left by _batch_statistics for forward to reuse
 
     def forward(self, x):
-        self._cache = None
+        self._cache = self._centered = None
         check_float_input(self, x, 4, "(N, C, H, W)", like=self.weight.data)
         check_dim(self, x, 1, self.num_features, "channels")
-        xp = get_array_module(x)
         N, C, H, W = x.shape
-        M = N * H * W
         if self.training:
-            if M < 2:
+            if N * H * W < 2:
                 raise ValueError(f"{layer_name(self)}: train mode needs more than 1 value per channel, "
                                  f"got input shape {tuple(x.shape)}")
-            mean = batch_channel_sum(x) / M
-        else:
-            mean, var = self.running_mean, self.running_var
-        # The passes over the data below run on a share of the images per thread.
-        x_centered = xp.empty_like(x)
-        mean_map = per_channel(mean, x.shape)
-        training = self.training
-
-        def center(n0, n1):  # x - mean and, in train mode, its per-channel sum of squares: one call per thread
-            xc = xp.subtract(x[n0:n1], mean_map, out=x_centered[n0:n1])
-            return channel_sum(xc, xc) if training else 0
-        squares = add_in_order(parallel.for_each_part(center, N, parallel.min_images(x), xp))
-        if self.training:
-            var = squares / M
+            mean, var, M = self._batch_statistics(x)
             self._update_running_stats(mean, var, M)
-        inv_std = 1.0 / xp.sqrt(var + self.eps)
-        # weight * x_hat + bias with x_hat = x_centered * inv_std, folded into one
-        # scale per channel: two passes over the data instead of three.
-        scale_map = per_channel(self.weight.data * inv_std, x.shape)
-        bias_map = per_channel(self.bias.data, x.shape)
-        out = xp.empty_like(x)
-
-        def scale_and_shift(n0, n1):
-            xp.multiply(x_centered[n0:n1], scale_map, out=out[n0:n1])
-            out[n0:n1] += bias_map
-        parallel.for_each_part(scale_and_shift, N, parallel.min_images(x), xp)
-        self._cache = (self.training, x_centered, inv_std)
+        else:
+            mean, var, M = self.running_mean, self.running_var, N * H * W
+        centered, self._centered = self._centered, None
+        x_centered = centered[2] if centered is not None and centered[0] is x and centered[1] is mean else None
+        if fast.fast_enabled():
+            out, x_centered, inv_std = fast_batchnorm.normalize(x, mean, var, self.eps, self.weight.data,
+                                                                self.bias.data, x_centered)
+        else:
+            out, x_centered, inv_std = normalize(x, mean, var, self.eps, self.weight.data, self.bias.data,
+                                                 x_centered)
+        self._cache = (self.training, x_centered, inv_std, M)
         return out
 
+    def _batch_statistics(self, x):
+        """Train mode: (mean, var, M) of the batch x, per channel (var biased, M values per channel)."""
+        if fast.fast_enabled():
+            mean, var, M, x_centered = fast_batchnorm.batch_statistics(x)
+        else:
+            mean, var, M, x_centered = batch_statistics(x)
+        self._centered = (x, mean, x_centered)
+        return mean, var, M
+
     def _update_running_stats(self, mean, var, M):
+        """The running statistics, PyTorch's way (see the class docstring)."""
         self.num_batches_tracked += 1
         if self.momentum is None:
             factor = 1.0 / float(self.num_batches_tracked)
@@ -143,40 +171,34 @@ class BatchNorm2d(Module):
         self.running_var *= 1.0 - factor
         self.running_var += factor * var * (M / (M - 1))
 
+    def _gradient_sums(self, dout, x_centered):
+        """(sum(dout), sum(dout * x_centered)) per channel, for dx's formula; adds the parameters' gradients.
+
+        The parameters' gradients are this layer's own sums — dbias =
+        sum(dout), dweight = sum(dout * x_hat) — added here, so that an
+        override that adds other processes' sums to what it returns
+        (SyncBatchNorm) leaves them local.
+        """
+        if fast.fast_enabled():
+            sum_dout, sum_dout_xc = fast_batchnorm.gradient_sums(dout, x_centered)
+        else:
+            sum_dout, sum_dout_xc = gradient_sums(dout, x_centered)
+        inv_std = self._cache[2]
+        if self.weight.requires_grad:
+            self.weight.accumulate_grad(sum_dout_xc * inv_std)
+        if self.bias.requires_grad:
+            self.bias.accumulate_grad(sum_dout)
+        return sum_dout, sum_dout_xc
+
     def backward(self, dout):
         check_forward_done(self, self._cache)
-        trained, x_centered, inv_std = self._cache
+        trained, x_centered, inv_std, M = self._cache
         check_dout(self, dout, x_centered.shape)
-        N, C, H, W = dout.shape
-        M = N * H * W
-        xp = get_array_module(dout)
-
-        def sums(n0, n1):  # sum(dout) and sum(dout * x_centered) in one call per thread
-            return channel_sum(dout[n0:n1]), channel_sum(dout[n0:n1], x_centered[n0:n1])
-        parts = parallel.for_each_part(sums, N, parallel.min_images(dout), xp)
-        dbias = add_in_order([s for s, _ in parts])
-        dweight = add_in_order([s_xc for _, s_xc in parts]) * inv_std    # sum(dout * x_hat)
-        scale = self.weight.data * inv_std                                 # gamma / sqrt(var + eps)
-        scale_map = per_channel(scale, dout.shape)
-        dx = xp.empty_like(dout)
-        if trained:
-            # dx = scale * (dout - sum(dout)/M - x_hat * sum(dout * x_hat)/M), with x_hat = x_centered * inv_std
-            mean_map = per_channel(dbias / M, dout.shape)
-            slope_map = per_channel(inv_std * dweight / M, dout.shape)
-
-            def chain_rule(n0, n1):
-                d = xp.subtract(dout[n0:n1], mean_map, out=dx[n0:n1])
-                d -= xp.multiply(x_centered[n0:n1], slope_map)
-                d *= scale_map
-        else:
-            def chain_rule(n0, n1):
-                xp.multiply(dout[n0:n1], scale_map, out=dx[n0:n1])
-        parallel.for_each_part(chain_rule, N, parallel.min_images(dout), xp)
-        if self.weight.requires_grad:
-            self.weight.accumulate_grad(dweight)
-        if self.bias.requires_grad:
-            self.bias.accumulate_grad(dbias)
-        return dx
+        sum_dout, sum_dout_xc = self._gradient_sums(dout, x_centered)
+        if fast.fast_enabled():
+            return fast_batchnorm.input_grad(dout, x_centered, inv_std, self.weight.data, sum_dout, sum_dout_xc,
+                                             M, trained)
+        return input_grad(dout, x_centered, inv_std, self.weight.data, sum_dout, sum_dout_xc, M, trained)
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

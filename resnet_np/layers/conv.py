@@ -1,6 +1,7 @@
 """2-D convolution: a naive reference and the im2col layer used in practice."""
 
-from .. import init, parallel
+from .. import init
+from ..fast import threads as parallel
 from ..backend import get_array_module
 from ..checks import (
     check_dim,

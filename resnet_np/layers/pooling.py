@@ -1,6 +1,6 @@
 """Max pooling (with a naive reference) and global average pooling."""
 
-from .. import parallel
+from ..fast import threads as parallel
 from ..backend import get_array_module
 from ..checks import check_dout, check_float_input, check_forward_done, check_not_empty_image, layer_name, pair
 from ..module import Module

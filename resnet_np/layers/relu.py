@@ -1,6 +1,6 @@
 """The rectified linear unit."""
 
-from .. import parallel
+from ..fast import threads as parallel
 from ..backend import get_array_module
 from ..checks import check_array, check_dout, check_forward_done
 from ..module import Module

@@ -20,8 +20,11 @@ tcmalloc; here two standard ``mallopt`` settings do it:
 The price: the process keeps its peak memory after a step rather than
 shrinking between steps — fine for a training process, and the peak itself
 does not change. Only glibc (Linux) has ``mallopt``; elsewhere this does
-nothing. Set ``RESNET_NP_KEEP_FREED_MEMORY=0`` before importing resnet_np
-to keep the C library's defaults.
+nothing. It is a setting of the whole process, so importing resnet_np does
+not make it: ``resnet_np.fast.tuned()`` does (``fit`` runs inside it), and
+puts glibc's default thresholds back when it ends (``restore_defaults``).
+Set ``RESNET_NP_KEEP_FREED_MEMORY=0`` to keep the C library's defaults
+throughout.
 """
 
 import ctypes
@@ -32,8 +35,24 @@ M_TRIM_THRESHOLD = -1   # glibc's malloc.h
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 * 2 ** 20     # glibc's upper limit for this setting on 64-bit systems
 TRIM_THRESHOLD = 2 ** 31 - 1      # mallopt takes an int
+DEFAULT_THRESHOLD = 128 * 1024    # glibc's default for both (DEFAULT_MMAP_THRESHOLD_MIN, DEFAULT_TRIM_THRESHOLD)
 
 _kept = False
+
+
+def _mallopt():
+    """glibc's ``mallopt``, or None (another C library, another system)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)          # the C library this process already runs on
+        libc.gnu_get_libc_version         # glibc only: musl's mallopt is a stub
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return mallopt
 
 
 def keep_freed_memory():
@@ -41,16 +60,25 @@ def keep_freed_memory():
     global _kept
     if _kept:
         return True
-    if not sys.platform.startswith("linux") or os.environ.get("RESNET_NP_KEEP_FREED_MEMORY", "1") == "0":
+    mallopt = _mallopt()
+    if mallopt is None or os.environ.get("RESNET_NP_KEEP_FREED_MEMORY", "1") == "0":
         return False
-    try:
-        libc = ctypes.CDLL(None)          # the C library this process already runs on
-        libc.gnu_get_libc_version         # glibc only: musl's mallopt is a stub
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    mallopt.restype = ctypes.c_int
     # mallopt returns 1 on success, 0 on error
     _kept = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return _kept
+
+
+def restore_defaults():
+    """Undo ``keep_freed_memory``: glibc's default thresholds again (its mmap threshold no longer slides up)."""
+    global _kept
+    if not _kept:
+        return
+    mallopt = _mallopt()
+    mallopt(M_MMAP_THRESHOLD, DEFAULT_THRESHOLD)
+    mallopt(M_TRIM_THRESHOLD, DEFAULT_THRESHOLD)
+    _kept = False
+
+
+def is_kept():
+    """Whether ``keep_freed_memory`` is in effect."""
     return _kept

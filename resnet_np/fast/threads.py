@@ -15,13 +15,14 @@ BLAS is then told to use one thread per call: otherwise each of our
 threads would start BLAS threads of its own, and twice as many threads as
 cores would fight over them. ``threadpoolctl`` is what sets that limit (it
 knows how to talk to OpenBLAS, MKL and BLIS); where it is missing, the
-parts simply run one after the other. The limit is set once, when the
-threads are first used, and stays: switching BLAS between one thread and
-several around every layer costs more than it saves (its idle threads
-wake up and spin, and a 2-core ResNet-20 step took 0.45 s instead of
-0.31 s). So after a layer has run on several threads, NumPy's own matrix
-products in the same process use one thread each, until
-``set_num_threads(1)`` gives BLAS its threads back.
+parts simply run one after the other. Switching BLAS between one thread and
+several around every layer costs more than it saves (its idle threads wake
+up and spin: a 2-core ResNet-20 step took 0.45 s instead of 0.31 s), so a
+training loop holds the limit for as long as it runs: inside
+``resnet_np.fast.tuned()`` (which ``fit`` uses) BLAS stays at one thread,
+and gets its threads back when the block ends. Outside it, ``for_each_part``
+sets the limit for the duration of its own call only: nothing is left
+changed in the process.
 
 The result does not depend on the timing of the threads: each part writes
 its own slice of the output, and partial sums (a weight gradient) are added
@@ -29,7 +30,7 @@ in the order of the parts. Only the number of threads changes the order of
 those additions, so results can differ in the last bits between a 1-thread
 and a 2-thread run, never between two runs with the same setting.
 
-``set_num_threads(n)`` (or the environment variable ``RESNET_NP_NUM_THREADS``)
+``set_num_threads(n)`` (``resnet_np.fast.set_num_threads``; or the environment variable ``RESNET_NP_NUM_THREADS``)
 chooses how many threads; the default is the number of cores this process
 may use. On the GPU (CuPy) nothing of this applies: one call does the whole
 batch.
@@ -45,7 +46,8 @@ except ImportError:  # pragma: no cover - threadpoolctl is a dependency; this ke
 
 _num_threads = None
 _pool = None
-_blas_limit = None  # threadpoolctl's record of BLAS's threads before we set them to one
+_controller = None  # threadpoolctl's view of the BLAS libraries, found once
+_blas_limit = None  # inside tuned(): threadpoolctl's record of BLAS's threads before we set them to one
 
 
 def _default_num_threads():
@@ -67,14 +69,36 @@ def get_num_threads():
 
 def set_num_threads(n):
     """Use ``n`` threads (1: everything in the calling thread, BLAS as configured)."""
-    global _num_threads, _pool, _blas_limit
+    global _num_threads, _pool
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
     _num_threads = n
     if _pool is not None:
         _pool.shutdown()
         _pool = None
-    if _blas_limit is not None:  # BLAS gets back the threads it had
+    if _blas_limit is not None:  # inside tuned(): BLAS at one thread only while our threads share the work
+        release_blas()
+        hold_blas_at_one_thread()
+
+
+def _blas_controller():
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller
+
+
+def hold_blas_at_one_thread():
+    """BLAS at one thread until ``release_blas()`` (used by ``tuned()``; nothing to do with one thread of ours)."""
+    global _blas_limit
+    if _blas_limit is None and get_num_threads() > 1 and ThreadpoolController is not None:
+        _blas_limit = _blas_controller().limit(limits=1, user_api="blas")
+
+
+def release_blas():
+    """Give BLAS back the threads it had before ``hold_blas_at_one_thread``."""
+    global _blas_limit
+    if _blas_limit is not None:
         _blas_limit.restore_original_limits()
         _blas_limit = None
 
@@ -100,10 +124,15 @@ def for_each_part(fn, N, min_part=1, xp=None):
     threads = min(get_num_threads(), max(1, N // max(min_part, 1)))
     if threads == 1 or ThreadpoolController is None or (xp is not None and xp.__name__ != "numpy"):
         return [fn(0, N)]
-    global _blas_limit
     if _pool is None:
         _pool = ThreadPoolExecutor(get_num_threads() - 1, thread_name_prefix="resnet_np")
-        _blas_limit = ThreadpoolController().limit(limits=1, user_api="blas")
+    if _blas_limit is not None:   # inside tuned(): BLAS is already at one thread
+        return _run_parts(fn, N, threads)
+    with _blas_controller().limit(limits=1, user_api="blas"):   # for this call only
+        return _run_parts(fn, N, threads)
+
+
+def _run_parts(fn, N, threads):
     bounds = [N * t // threads for t in range(threads + 1)]
     # The calling thread does the last part itself rather than wait idle.
     futures = [_pool.submit(fn, bounds[t], bounds[t + 1]) for t in range(threads - 1)]
