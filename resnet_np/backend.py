@@ -13,20 +13,29 @@ source to keep it that way.
 
 The default backend is NumPy. Switch with ``use("cupy")`` or by setting the
 environment variable ``RESNET_NP_BACKEND=cupy`` before importing resnet_np.
+
+``use("cupy-strict")`` puts ``resnet_np.cupy_strict`` behind the name "cupy":
+a stand-in that emulates CuPy's strictness (no implicit conversion to NumPy,
+no NumPy operands, only CuPy's functions) on NumPy, and counts host<->device
+transfers. It emulates the rules, not a GPU: CI runs the CuPy code paths
+through it on machines without one. Everything else keeps saying "cupy"
+(``backend_of``, ``to_device(x, "cupy")``, ``model.to("cupy")``).
 """
 
 import os
+import sys
 
 import numpy
 
-BACKENDS = ("numpy", "cupy")
+BACKENDS = ("numpy", "cupy", "cupy-strict")
 
 # NumPy, for what must live on the host whatever the backend: reading and
 # writing files, decoding datasets. Array code uses get_array_module instead.
 host = numpy
 
 _current = "numpy"
-_cupy = None  # the cupy module, once imported successfully
+_cupy = None  # the real cupy module, once imported successfully
+_device = None  # the module behind "cupy": real CuPy, or the stand-in after use("cupy-strict")
 
 # Random numbers are drawn on the host with one NumPy generator and then
 # moved to the device, so a seed gives the same weights on CPU and GPU.
@@ -57,8 +66,21 @@ def _import_cupy():
     return cupy
 
 
+def _stand_in():
+    from . import cupy_strict
+    return cupy_strict
+
+
+def _device_module():
+    """The module behind "cupy": the one ``use`` chose last, else real CuPy."""
+    global _device
+    if _device is None:
+        _device = _import_cupy()
+    return _device
+
+
 def cupy_available():
-    """True when CuPy imports and at least one GPU is visible."""
+    """True when (real) CuPy imports and at least one GPU is visible."""
     try:
         _import_cupy()
     except RuntimeError:
@@ -67,26 +89,52 @@ def cupy_available():
 
 
 def use(name):
-    """Make ``name`` ("numpy" or "cupy") the backend for new arrays."""
-    global _current
+    """Make ``name`` ("numpy", "cupy" or "cupy-strict") the backend for new arrays.
+
+    "cupy-strict" is the CuPy stand-in (``resnet_np.cupy_strict``): after it,
+    the backend is called "cupy" and ``is_stand_in()`` is True, until
+    ``use("cupy")`` puts real CuPy back behind the name.
+    """
+    global _current, _device
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
     if name == "cupy":
-        _import_cupy()
-    _current = name
+        _device = _import_cupy()
+    elif name == "cupy-strict":
+        _device = _stand_in()
+    _current = "numpy" if name == "numpy" else "cupy"
 
 
 def current():
-    """The name of the backend new arrays are created on."""
+    """The name of the backend new arrays are created on: "numpy" or "cupy" (the stand-in too)."""
     return _current
 
 
+def is_stand_in():
+    """True when the "cupy" backend is the strict stand-in (emulated CuPy on NumPy, not a GPU).
+
+    For the few places where the stand-in would say something untrue: timings.
+    """
+    return _device is not None and _device is sys.modules.get(__package__ + ".cupy_strict")
+
+
 def _module(name):
-    return _import_cupy() if name == "cupy" else numpy
+    return _device_module() if name == "cupy" else numpy
+
+
+def _device_module_of(a):
+    """Real CuPy or the stand-in for an array of either, else None."""
+    if _cupy is not None and isinstance(a, _cupy.ndarray):
+        return _cupy
+    stand_in = sys.modules.get(__package__ + ".cupy_strict")  # none of its arrays exists before its import
+    if stand_in is not None and isinstance(a, stand_in.ndarray):
+        return stand_in
+    return None
 
 
 def is_cupy_array(a):
-    return _cupy is not None and isinstance(a, _cupy.ndarray)
+    """True for an array on the GPU (or on the stand-in of one)."""
+    return _device_module_of(a) is not None
 
 
 def get_array_module(*arrays):
@@ -98,8 +146,9 @@ def get_array_module(*arrays):
     if not arrays:
         return _module(_current)
     for a in arrays:
-        if is_cupy_array(a):
-            return _cupy
+        module = _device_module_of(a)
+        if module is not None:
+            return module
     return numpy
 
 
@@ -122,7 +171,12 @@ def to_device(a, backend=None):
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "numpy":
         return to_numpy(a)
-    return _import_cupy().asarray(a)
+    if backend == "cupy-strict":
+        return _stand_in().asarray(a)
+    module = _device_module_of(a)
+    if module is not None:
+        return a  # already on the device
+    return _device_module().asarray(a)
 
 
 def is_floating(a):

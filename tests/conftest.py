@@ -5,12 +5,26 @@ from resnet_np import backend
 
 @pytest.fixture(autouse=True)
 def _numpy_backend_and_seed():
-    """Every test starts on the NumPy backend with the same seed."""
-    previous = backend.current()
+    """Every test starts on the NumPy backend with the same seed.
+
+    Afterwards the module behind "cupy" is put back too: a test that chose the
+    strict stand-in (``use("cupy-strict")``) leaves real CuPy to the next one.
+    """
+    previous, device = backend.current(), backend._device
     backend.use("numpy")
     backend.manual_seed(0)
     yield
-    backend.use(previous)
+    backend._device = device
+    backend._current = previous
+
+
+@pytest.fixture
+def strict_cupy():
+    """The strict CuPy stand-in as the backend for this test (``resnet_np.cupy_strict``), on any machine."""
+    from resnet_np import cupy_strict
+    backend.use("cupy-strict")
+    yield cupy_strict
+    backend.use("numpy")
 
 
 # Property tests draw the same examples on every run: a CI failure can be

@@ -9,7 +9,12 @@ and the backward passes that scatter gradients back (col2im, max-pool) are
 deterministic — two runs give bit-identical results, because they add
 strided slices one kernel offset at a time instead of using atomic adds.
 
-Skipped as a whole without CuPy and a visible GPU.
+With CuPy and a visible GPU these run on the GPU; without, on the strict
+CuPy stand-in (``resnet_np.cupy_strict``), which emulates CuPy's rules on
+NumPy — no implicit conversion to NumPy, no NumPy operands, only CuPy's
+functions — so a change that would break the GPU path fails here too. On the
+stand-in, the GPU==CPU comparisons check the device code path, not a GPU's
+arithmetic.
 """
 
 import copy
@@ -21,17 +26,16 @@ from resnet_np import backend, layers
 from resnet_np.backend import cupy_available, is_cupy_array, to_numpy, use
 from resnet_np.gradcheck import check_module, rel_error
 
-pytestmark = pytest.mark.skipif(
-    not cupy_available(),
-    reason="CuPy with a visible GPU is needed: install the 'gpu' extra (pip install -e '.[gpu]') on a CUDA machine",
-)
+# Real CuPy where a GPU is visible, else the stand-in; either is then called "cupy" by the package.
+DEVICE = "cupy" if cupy_available() else "cupy-strict"
 
 TOL = 1e-10
 
 
 @pytest.fixture(autouse=True)
 def _numpy_backend_after_each_test():
-    """Every test starts and ends on the NumPy backend, whatever it switched to."""
+    """Every test starts and ends on the NumPy backend, with DEVICE's module behind the name "cupy"."""
+    use(DEVICE)
     use("numpy")
     yield
     use("numpy")
@@ -39,8 +43,11 @@ def _numpy_backend_after_each_test():
 
 @pytest.fixture
 def cp():
-    import cupy
-    return cupy
+    """The module behind "cupy": cupy, or resnet_np.cupy_strict."""
+    use(DEVICE)
+    module = backend.get_array_module()
+    use("numpy")
+    return module
 
 
 # -- the layers under test, built on NumPy in float64 ---------------------------------
@@ -222,7 +229,7 @@ def test_float32_on_gpu():
 
 
 def test_use_cupy_creates_parameters_on_gpu(cp):
-    use("cupy")
+    use(DEVICE)
     assert backend.current() == "cupy"
     backend.manual_seed(7)
     modules = [layers.Conv2d(3, 4, 3), layers.BatchNorm2d(4), layers.Linear(5, 2)]
