@@ -54,11 +54,11 @@ import os
 import sys
 import time
 
-from . import backend
-from .backend import get_array_module, is_cupy_array, to_numpy
-from .checks import check_dim, check_dout, check_float_input, check_forward_done, layer_name
-from .layers import BatchNorm2d
-from .module import Parameter
+from .. import backend
+from ..backend import get_array_module, is_cupy_array, to_numpy
+from ..checks import check_dim, check_dout, check_float_input, check_forward_done, layer_name
+from ..layers import BatchNorm2d
+from ..module import Parameter
 
 # What makes a waiting MPICH rank sleep instead of spin (see the module docstring).
 MPICH_YIELD = {"MPIR_CVAR_ENABLE_HEAVY_YIELD": "1"}

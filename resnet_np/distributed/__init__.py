@@ -1,0 +1,26 @@
+"""Data parallelism on MPI (moved from distributed.py; split into its parts in the next commit)."""
+
+from .world import (  # noqa: F401
+    ABORT_GRACE_SECONDS,
+    DEFAULT_BUCKET_MB,
+    LAUNCHER_SIZE_VARIABLES,
+    MPICH_YIELD,
+    WORLD_OF_ONE,
+    DistributedDataParallel,
+    SyncBatchNorm,
+    World,
+    _Bucket,
+    _Done,
+    _signature,
+    broadcast_state,
+    check_batch_size,
+    check_not_launched,
+    check_same_model,
+    combine_moments,
+    convert_sync_batchnorm,
+    describe_ranks,
+    init,
+    launched_size,
+    unwrap,
+    use_local_gpu,
+)
