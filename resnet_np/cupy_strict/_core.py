@@ -565,10 +565,16 @@ SYNCHRONIZING = {"nonzero", "argwhere", "flatnonzero", "unique", "compress", "ex
                  "unique_counts", "unique_inverse", "unique_all", "trim_zeros"}
 
 
+# CuPy's file writers copy the arrays to the host first (numpy.savez(f, device_array) lands here too).
+DOWNLOADING = {"save", "savez", "savez_compressed", "savetxt"}
+
+
 def function_for(np_function, name):
     """A CuPy function computed by NumPy's: device arrays in (NumPy arrays refused), device arrays out."""
     def function(*args, **kwargs):
-        if name in SYNCHRONIZING or (name == "where" and len(args) + len(kwargs) == 1):
+        if name in DOWNLOADING:
+            _record("download")
+        elif name in SYNCHRONIZING or (name == "where" and len(args) + len(kwargs) == 1):
             _record("sync")
         kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
         return _wrap(np_function(*_unwrap(args), **kwargs))
