@@ -53,14 +53,15 @@ def confusion_matrix(labels, predictions, num_classes):
 
 
 def format_matrix(matrix, classes):
-    """The matrix as a text table, rows and columns named by (the first 8 letters of) the class names."""
-    names = [str(c)[:8] for c in classes]
+    """The matrix as a text table, rows and columns named by the class names, in full."""
+    names = [str(c) for c in classes]
     width = 1 + max(5, max(len(n) for n in names), len(str(int(matrix.max()))))
-    lines = ["true\\pred".ljust(10) + "".join(n.rjust(width) for n in names) + "  recall"]
+    first = 1 + max(len("true\\pred"), max(len(n) for n in names))
+    lines = ["true\\pred".ljust(first) + "".join(n.rjust(width) for n in names) + "  recall"]
     for i, (name, row) in enumerate(zip(names, matrix)):
         total = row.sum()
         recall = f"{row[i] / total:8.1%}" if total else "       -"  # the share of class i that was found
-        lines.append(name.ljust(10) + "".join(str(int(v)).rjust(width) for v in row) + " " + recall)
+        lines.append(name.ljust(first) + "".join(str(int(v)).rjust(width) for v in row) + " " + recall)
     return "\n".join(lines)
 
 

@@ -45,8 +45,9 @@ class TrainingDiverged(RuntimeError):
     """The loss or a gradient became NaN or infinite; the message says where and what to try."""
 
 
-def _where(model, loss_fn, x, y, world=WORLD_OF_ONE):
+def _where(model, loss_fn, x, y):
     """The layer where the NaN/Inf of this batch first appears, as a phrase for an error message."""
+    world = _world_of(model)
     if world.size > 1:
         # The re-run would call synchronised batch norms on this rank alone, and wait forever.
         return (f"(rank {world.rank} of {world.size}; the layer is not searched for under several processes: "
@@ -57,21 +58,22 @@ def _where(model, loss_fn, x, y, world=WORLD_OF_ONE):
     return found
 
 
-def _diverged(what, epoch, step, optimizer, model, loss_fn, x, y, world=WORLD_OF_ONE):
+def _diverged(what, epoch, step, optimizer, model, loss_fn, x, y):
     """The error for a training step whose loss or gradients are not finite, naming the layer."""
     return TrainingDiverged(
         f"{what} became NaN or infinite at epoch {epoch + 1}, step {step + 1} (learning rate "
-        f"{optimizer.param_groups[0]['lr']:g}): {_where(model, loss_fn, x, y, world)}; training has diverged; "
+        f"{optimizer.param_groups[0]['lr']:g}): {_where(model, loss_fn, x, y)}; training has diverged; "
         "try a lower learning rate (for example a tenth)")
 
 
-def evaluate(model, loader, loss_fn=None, world=None):
+def evaluate(model, loader, loss_fn=None):
     """(mean loss, accuracy) of ``model`` over ``loader``, in eval mode.
 
-    With a ``world`` of several ranks, each evaluates its share (a loader
-    with ``DistributedSampler(pad=False)``) and the sums are all-reduced.
+    For a ``DistributedDataParallel`` model of several ranks, each rank
+    evaluates its share (a loader with ``DistributedSampler(pad=False)``)
+    and the sums are all-reduced over the model's world.
     """
-    world = _world_of(model, world)
+    world = _world_of(model)
     loss_fn = loss_fn or SoftmaxCrossEntropy()
     was_training = model.training
     model.eval()
@@ -82,7 +84,7 @@ def evaluate(model, loader, loss_fn=None, world=None):
             try:
                 loss = loss_fn(logits, y)
             except NonFiniteLossError as e:
-                raise NonFiniteLossError(f"{e} ({_where(model, loss_fn, x, y, world)})") from None
+                raise NonFiniteLossError(f"{e} ({_where(model, loss_fn, x, y)})") from None
             total_loss += loss * len(y)
             correct += int((logits.argmax(axis=1) == y).sum())
             seen += len(y)
@@ -96,14 +98,13 @@ def evaluate(model, loader, loss_fn=None, world=None):
     return total_loss / seen, correct / seen
 
 
-def _world_of(model, world):
-    """The world given, else the model's (a DistributedDataParallel's), else a world of one."""
-    if world is not None:
-        return world
+def _world_of(model):
+    """The processes that share ``model``'s work: a DistributedDataParallel's world, else a world of one."""
     return model.world if isinstance(model, DistributedDataParallel) else WORLD_OF_ONE
 
 
-def _train_one_epoch(model, loader, optimizer, loss_fn, scheduler, epoch, epochs, progress, world=WORLD_OF_ONE):
+def _train_one_epoch(model, loader, optimizer, loss_fn, scheduler, epoch, epochs, progress):
+    """One pass over ``loader``; returns this rank's (summed loss, correct answers, images seen, seconds)."""
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
@@ -113,11 +114,11 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, scheduler, epoch, epochs
         try:
             loss = loss_fn(logits, y)  # checks that the logits are finite
         except NonFiniteLossError:
-            raise _diverged("the loss", epoch, step, optimizer, model, loss_fn, x, y, world) from None
+            raise _diverged("the loss", epoch, step, optimizer, model, loss_fn, x, y) from None
         optimizer.zero_grad()
         model.backward(loss_fn.backward())
         if not gradients_are_finite(model.parameters()):  # before the optimizer spreads them into the weights
-            raise _diverged("the gradients", epoch, step, optimizer, model, loss_fn, x, y, world)
+            raise _diverged("the gradients", epoch, step, optimizer, model, loss_fn, x, y)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()  # schedules here count iterations, as in the paper (32k, 48k)
@@ -129,14 +130,11 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, scheduler, epoch, epochs
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.2%}",
                             img_s=f"{seen / (time.perf_counter() - start):.0f}")
     bar.close()
-    seconds = time.perf_counter() - start
-    if world.size > 1:
-        total_loss, correct, seen = world.sum_numbers(total_loss, correct, seen)
-    return total_loss / seen, correct / seen, seen / seconds, seconds
+    return total_loss, correct, seen, time.perf_counter() - start
 
 
 def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss_fn=None, out_dir=None,
-        resume=None, config=None, progress=True, log=print, world=None):
+        resume=None, config=None, progress=True, log=print, world=WORLD_OF_ONE, val_name="val"):
     """Train ``model`` for ``epochs`` epochs; returns the history of metrics (a dict of lists).
 
     ``scheduler`` is stepped once per training step. With ``out_dir``, a
@@ -152,12 +150,21 @@ def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss
     naming the layer where it first appeared, also leaving it in place
     (the faulty step is not applied).
 
-    ``world`` (default: the model's, for a ``DistributedDataParallel``):
-    every rank calls ``fit`` alike; rank 0 alone logs, shows progress and
-    writes ``out_dir``; every rank reads ``resume``.
+    ``world``: the processes that train together (a world of one by
+    default; under mpiexec, the world of the ``DistributedDataParallel``
+    model). Every rank calls ``fit`` alike; rank 0 alone logs, shows
+    progress and writes ``out_dir``; every rank reads ``resume``.
+    ``val_name`` is what the log and the curves call ``val_loader``'s
+    images: "test" for an official test set, "held-out" for images held
+    out of the training data.
     """
     loss_fn = loss_fn or SoftmaxCrossEntropy()
-    world = _world_of(model, world)
+    if _world_of(model).size != world.size:
+        raise ValueError(f"fit: the model is shared by {_world_of(model).size} process(es), but world has "
+                         f"{world.size}: pass world=model.world")
+    if len(train_loader) == 0:
+        raise ValueError("fit: the training loader yields no batch (fewer images than one batch, and drop_last): "
+                         "lower the batch size")
     if not world.is_main:
         progress, log = False, _silent
     history = {key: [] for key in HISTORY_KEYS}
@@ -177,19 +184,21 @@ def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss
     for epoch in range(start_epoch, epochs):
         train_loader.set_epoch(epoch)  # the data order depends on (seed, epoch) only: resumable
         try:
-            train_loss, train_acc, speed, seconds = _train_one_epoch(
-                model, train_loader, optimizer, loss_fn, scheduler, epoch, epochs, progress, world)
+            total_loss, correct, seen, seconds = _train_one_epoch(
+                model, train_loader, optimizer, loss_fn, scheduler, epoch, epochs, progress)
+            if world.size > 1:
+                total_loss, correct, seen = world.sum_numbers(total_loss, correct, seen)
+            train_loss, train_acc, speed = total_loss / seen, correct / seen, seen / seconds
             try:
-                # Alone, the plain three-argument call (what code that wraps evaluate expects).
-                ranks = (world,) if world.size > 1 else ()
-                val_loss, val_acc = (evaluate(model, val_loader, loss_fn, *ranks) if val_loader is not None
+                val_loss, val_acc = (evaluate(model, val_loader, loss_fn) if val_loader is not None
                                      else (None, None))
             except NonFiniteLossError as e:
                 raise TrainingDiverged(f"validation after epoch {epoch + 1}: {e}") from None
             for key, value in zip(HISTORY_KEYS, (epoch + 1, train_loss, train_acc, val_loss, val_acc, speed,
                                                  seconds, optimizer.param_groups[0]["lr"])):
                 history[key].append(value)
-            val_text = f", val loss {val_loss:.4f}, val acc {val_acc:.2%}" if val_loader is not None else ""
+            val_text = (f", {val_name} loss {val_loss:.4f}, {val_name} acc {val_acc:.2%}" if val_loader is not None
+                        else "")
             log(f"epoch {epoch + 1}/{epochs}: train loss {train_loss:.4f}, train acc {train_acc:.2%}{val_text}"
                 f" ({speed:.0f} images/s, {seconds:.0f} s)")
             if out_dir:
@@ -197,7 +206,7 @@ def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss
                     save_checkpoint(checkpoint_path, unwrap(model), optimizer, scheduler, epoch + 1, history, config)
                 saved_epoch = epoch + 1  # on every rank: what the error messages below say
                 if writes:
-                    save_curves(history, os.path.join(out_dir, "curves.png"))
+                    save_curves(history, os.path.join(out_dir, "curves.png"), val_name)
         except KeyboardInterrupt:
             kept = (f"; the last good checkpoint is {checkpoint_path} (epoch {saved_epoch})"
                     if checkpoint_path and saved_epoch else "")
@@ -212,7 +221,7 @@ def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss
 
 
 def _silent(*args, **kwargs):
-    """The log of ranks other than 0."""
+    """The log of ranks other than 0 (the command line's too)."""
 
 
 def _remove_leftover_temporary_files(out_dir, log):
@@ -232,8 +241,8 @@ def _remove_leftover_temporary_files(out_dir, log):
                 pass
 
 
-def save_curves(history, path):
-    """Loss and accuracy per epoch, training and validation, as a PNG (written atomically)."""
+def save_curves(history, path, val_name="val"):
+    """Loss and accuracy per epoch, of training and of ``val_name`` images, as a PNG (written atomically)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -243,8 +252,8 @@ def save_curves(history, path):
     ax_loss.plot(epochs, history["train_loss"], "o-", label="train")
     ax_acc.plot(epochs, [100 * a for a in history["train_acc"]], "o-", label="train")
     if any(v is not None for v in history["val_loss"]):
-        ax_loss.plot(epochs, history["val_loss"], "o-", label="validation")
-        ax_acc.plot(epochs, [100 * a for a in history["val_acc"]], "o-", label="validation")
+        ax_loss.plot(epochs, history["val_loss"], "o-", label=val_name)
+        ax_acc.plot(epochs, [100 * a for a in history["val_acc"]], "o-", label=val_name)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):

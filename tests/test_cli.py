@@ -21,10 +21,13 @@ def test_train_help_explains_every_option(capsys):
     assert all(action_helps), "every option of train has a help text"
 
 
-def test_unknown_model_is_a_clear_error(capsys):
-    assert main(["train", "--model", "resnet19", "--data", "/nonexistent"]) == 1
+def test_unknown_model_is_a_bad_argument(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--model", "resnet19", "--data", "/nonexistent"])
+    assert info.value.code == 2
     err = capsys.readouterr().err
     assert "unknown --model 'resnet19'" in err and "resnet20" in err and "resnet18" in err
+    assert err.count("\n") == 1, err  # one line, no usage block
 
 
 def test_evaluate_a_corrupted_checkpoint_is_a_clear_error(tmp_path, capsys):

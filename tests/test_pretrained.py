@@ -191,8 +191,10 @@ def test_weights_and_from_exclude_each_other_and_unknown_names_are_refused(tmp_p
     with pytest.raises(SystemExit):
         main(["finetune", "--weights", "cifar10", "--from", "x.npz"])
     assert "not allowed with argument" in capsys.readouterr().err
-    assert main(["evaluate", "--weights", "imagenet"]) == 1
+    with pytest.raises(SystemExit) as exit_:  # a bad argument: refused where it is parsed, exit status 2
+        main(["evaluate", "--weights", "imagenet"])
+    assert exit_.value.code == 2
     assert "no weights named 'imagenet' ship with resnet_np; what ships: --model resnet20 --weights cifar10" in \
         capsys.readouterr().err
-    assert main(["evaluate", "--weights", "cifar10", "--model", "resnet56"]) == 1
+    assert main(["evaluate", "--weights", "cifar10", "--model", "resnet56"]) == 2
     assert "no weights named 'cifar10' ship for resnet56" in capsys.readouterr().err
