@@ -12,7 +12,7 @@ from resnet_np import grade
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXERCISES = ROOT / "lessons" / "exercises"
-SOLUTIONS = EXERCISES / "solutions"
+SOLUTIONS = ROOT / "tests" / "exercise_solutions"  # out of lessons/: a handout cut from it holds no answer
 NAMES = sorted(p.name for p in EXERCISES.glob("ex[0-9][0-9]_*.py"))
 
 # For every exercise, typical mistakes planted in the reference solution: (old text, new text, the hint
@@ -52,8 +52,10 @@ def test_reference_solution_passes(name, capsys):
     code, out, err = run_grader(SOLUTIONS / name, capsys)
     lines = check_lines(out)
     assert code == 0, out + err
-    assert len(lines) >= 4 and all(line.startswith("PASS") for line in lines), out
-    assert f"{len(lines)}/{len(lines)} checks pass" in out
+    assert len(lines) >= 5 and all(line.startswith("PASS") for line in lines), out
+    assert lines[0].startswith(f"PASS  {grade.HONEST}"), "the honest-work line comes first"
+    points = len(lines) - 1  # the honest-work line is a gate, not a point
+    assert f"{points}/{points} checks pass" in out
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -63,6 +65,9 @@ def test_stub_is_not_implemented_yet(name, capsys):
     assert "Traceback" not in out + err
     fails = [line for line in check_lines(out) if line.startswith("FAIL")]
     assert fails and all("not implemented yet" in line for line in fails), out
+    assert check_lines(out)[0].startswith("PASS  honest work"), "what the starting file imports is allowed"
+    passes = sum(line.startswith("PASS") for line in check_lines(out)) - 1  # the given code's checks pass
+    assert f"{passes}/{len(check_lines(out)) - 1} checks pass" in out
 
 
 @pytest.mark.parametrize("name, old, new, hint", PLANTED_CASES)
@@ -92,6 +97,12 @@ def test_calling_block_backward_is_refused(tmp_path, capsys):
     path.write_text("def basic_block_backward(block, dout):\n    return block.backward(dout)\n")
     code, out, err = run_grader(path, capsys)
     assert code == 1 and "Traceback" not in out + err
+    lines = check_lines(out)
+    assert lines[0].startswith("FAIL  honest work") and "line 2: block.backward" in lines[0], out
+    assert len(lines) == 5 and all("not graded" in line for line in lines[1:]) and "0/4 checks pass" in out
+    # Past the syntax tree (a computed attribute), the block's own backward is still switched off when it runs.
+    path.write_text("def basic_block_backward(block, dout):\n    return getattr(block, 'back' + 'ward')(dout)\n")
+    code, out, err = run_grader(path, capsys)
     fails = [line for line in check_lines(out) if line.startswith("FAIL")]
     assert len(fails) == 4 and all("RuntimeError: block.backward is switched off by the grader" in line
                                    for line in fails), out
@@ -102,7 +113,9 @@ def test_a_file_that_does_not_import_is_one_fail_line(tmp_path, capsys):
     path.write_text("def sgd_momentum_step(w, dw, v, lr, momentum, weight_decay)\n    return w, v\n")
     code, out, err = run_grader(path, capsys)
     assert code == 1 and "Traceback" not in out + err
-    assert check_lines(out) == [line for line in check_lines(out) if "SyntaxError" in line] and check_lines(out)
+    fails = [line for line in check_lines(out) if line.startswith("FAIL")]
+    assert "SyntaxError" in fails[0] and all("not run: the file does not import" in line for line in fails[1:]), out
+    assert "0/4 checks pass" in out
 
 
 def test_unknown_and_missing_files_are_clear_errors(tmp_path, capsys):
@@ -195,10 +208,10 @@ def test_hints_come_one_at_a_time(capsys):
     for name in NAMES:
         hints = grade.EXERCISES[int(name[2:4])].HINTS
         assert len(hints) >= 3, f"{name}: fewer than three hints"
-        code = grade.main([str(EXERCISES / name), "--hint"])
+        code = grade.main([str(EXERCISES / name), "--hint", "1"])
         out = capsys.readouterr().out
         assert code == 0 and f"hint 1 of {len(hints)}" in out and hints[0] in out, out
-        assert not any(h in out for h in hints[1:]), "--hint shows the first hint only"
+        assert not any(h in out for h in hints[1:]), "--hint 1 shows the first hint only"
         assert "--hint 2 for the next" in out and not check_lines(out), "hints do not grade"
     code = grade.main([str(EXERCISES / "ex03_conv_backward.py"), "--hint", "5"])
     out = capsys.readouterr().out
@@ -212,8 +225,8 @@ def test_a_failing_run_points_to_the_hints(tmp_path, capsys):
     assert code == 1 and "checks pass; stuck? python -m resnet_np.grade" in out and "--hint" in out
 
 
-@pytest.mark.parametrize("name", ["ex03_conv_backward.py", "ex09_preact_block_backward.py"])
-def test_check_functions_grades_a_notebook_namespace(name, capsys):
+@pytest.mark.parametrize("name, first_hint", [("ex03_conv_backward.py", 5), ("ex09_preact_block_backward.py", 1)])
+def test_check_functions_grades_a_notebook_namespace(name, first_hint, capsys):
     namespace = {"__name__": "__main__"}
     exec(compile((SOLUTIONS / name).read_text(), name, "exec"), namespace)
     assert grade.check_functions(name[:4], namespace) is True
@@ -223,6 +236,7 @@ def test_check_functions_grades_a_notebook_namespace(name, capsys):
     exec(compile((EXERCISES / name).read_text(), name, "exec"), stub_namespace)
     assert grade.check_functions(name[:-3], stub_namespace) is False
     out = capsys.readouterr().out
-    assert "not implemented yet" in out and f'grade.hint("{name[:4]}", 1)' in out
+    # The hint offered is the one of the first failing check (ex03's first checks are col2im's: hint 5).
+    assert "not implemented yet" in out and f'grade.hint("{name[:4]}", {first_hint})' in out
     with pytest.raises(grade.GradeError, match="not an exercise"):
         grade.check_functions("ex99", namespace)

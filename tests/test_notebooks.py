@@ -45,7 +45,7 @@ def test_exercise_runs_as_a_notebook(exercise, tmp_path):
     assert f'grade.check_functions("{exercise_id}", globals())' in code[-1], "the last cell runs the grader"
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# Exercise")
 
-    solution = (ROOT / "lessons" / "exercises" / "solutions" / exercise.name).read_text()
+    solution = (ROOT / "tests" / "exercise_solutions" / exercise.name).read_text()
     executed = cn.execute(nb, tmp_path, timeout=300, extra_cells=[
         solution, f'assert grade.check_functions("{exercise_id}", globals()), "the solution must pass"'])
     assert not cn.errors(executed), cn.errors(executed)

@@ -43,6 +43,10 @@ class Check:
             parts.append(f"hint: {self.hint}")
         return "  ".join(parts).rstrip()
 
+    def to_dict(self):
+        return {"name": self.name, "passed": bool(self.passed),
+                "error": None if self.error is None else float(self.error), "note": self.note, "hint": self.hint}
+
 
 def run_check(name, thunk, error_hint=""):
     """Run one check; the student's exceptions become a FAIL line, never a traceback."""
@@ -52,6 +56,9 @@ def run_check(name, thunk, error_hint=""):
             result = thunk()
     except NotImplementedError as e:
         result = Check(False, note="not implemented yet" + (f" ({e})" if str(e) else ""))
+    except SystemExit as e:  # sys.exit() in the student's function: a FAIL, not the end of the grader
+        result = Check(False, note=f"SystemExit: the function called sys.exit({e.code!r})",
+                       hint="a function returns its answer; it never ends the program")
     except Exception as e:  # noqa: BLE001 - whatever the student's code raises
         message = " ".join(str(e).split())
         if len(message) > 160:

@@ -9,6 +9,13 @@ OFF_BY_ONE = ("off by one in the output size: the window at position 0 counts to
 
 TITLE = "im2col"
 
+# What the student derives: the library's implementation of it is not to be used (grade/honest.py).
+DERIVES = ("im2col*", "conv_output_size", "Conv2d", "conv2d*")
+# Which hint a failing check's group starts at (check-name prefix, hint number): --hint starts there.
+HINT_START = [("output_size", 1), ("im2col", 3)]
+# The lessons the student handout gives with it.
+LESSONS = ("02_conv_im2col.py",)
+
 # One at a time, from a nudge to the last step (``python -m resnet_np.grade FILE --hint N``).
 HINTS = [
     "Draw one axis: the padded input has size + 2*pad cells. A window of length `kernel` may start at 0, stride, "
@@ -89,7 +96,7 @@ def checks(mod):
     cases = [
         ("3x3 kernel, stride 1, pad 1 (windows overlap)", (2, 3, 5, 4), 3, 3, 1, 1),
         ("non-square 3x2 kernel, stride 2, no padding", (2, 2, 7, 6), 3, 2, 2, 0),
-        ("2x3 kernel, stride 2, pad 1, non-square input", (1, 2, 6, 7), 2, 3, 2, 1),
+        ("2x3 kernel, stride 2, pad 1, non-square input", (2, 2, 6, 7), 2, 3, 2, 1),
     ]
     for k, (label, x_shape, KH, KW, stride, pad) in enumerate(cases):
         x = randn(rng, *x_shape)

@@ -9,6 +9,13 @@ OFF_BY_ONE = "off by one in the output size: OH = (H + 2*pad - KH) // stride + 1
 
 TITLE = "convolution forward pass (im2col + one matrix product)"
 
+# What the student derives: the library's implementation of it is not to be used (grade/honest.py).
+DERIVES = ("Conv2d", "conv2d*")
+# Which hint a failing check's group starts at (check-name prefix, hint number): --hint starts there.
+HINT_START = []
+# The lessons the student handout gives with it.
+LESSONS = ("02_conv_im2col.py",)
+
 # One at a time, from a nudge to the last step (``python -m resnet_np.grade FILE --hint N``).
 HINTS = [
     "Write the definition's sum for ONE output value out[n, f, oh, ow]: which numbers of the weight and which "
@@ -42,7 +49,7 @@ def checks(mod):
     cases = [
         ("3x3 kernel, stride 1, pad 1", (2, 3, 5, 4), (4, 3, 3, 3), 1, 1),
         ("non-square 3x2 kernel, stride 2, no padding", (2, 2, 7, 6), (3, 2, 3, 2), 2, 0),
-        ("2x3 kernel, stride 2, pad 1, non-square input", (1, 2, 6, 7), (2, 2, 2, 3), 2, 1),
+        ("2x3 kernel, stride 2, pad 1, non-square input", (2, 2, 6, 7), (2, 2, 2, 3), 2, 1),
     ]
     for k, (label, x_shape, w_shape, stride, pad) in enumerate(cases):
         x, w, b = randn(rng, *x_shape), randn(rng, *w_shape), randn(rng, w_shape[0])

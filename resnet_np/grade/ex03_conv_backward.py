@@ -7,6 +7,13 @@ from .core import check_shape, check_shapes, compare, randn, run_check
 
 TITLE = "convolution backward pass and col2im"
 
+# What the student derives: the library's implementation of it is not to be used (grade/honest.py).
+DERIVES = ("col2im*", "Conv2d", "conv2d*")
+# Which hint a failing check's group starts at (check-name prefix, hint number): --hint starts there.
+HINT_START = [("col2im", 5), ("shapes", 1), ("db", 1), ("dw", 2), ("dx", 4)]
+# The lessons the student handout gives with it.
+LESSONS = ("02_conv_im2col.py", "03_conv_backward.py")
+
 # One at a time, from a nudge to the last step (``python -m resnet_np.grade FILE --hint N``).
 HINTS = [
     "Start with db: b[f] is added to every output value of filter f, in every image. A small change of b[f] "
@@ -70,7 +77,7 @@ def checks(mod):
     col_cases = [
         ("overlapping 3x3 windows, stride 1, pad 1", (2, 2, 5, 4), 3, 3, 1, 1),
         ("3x2 kernel, stride 2, pad 1", (2, 2, 7, 6), 3, 2, 2, 1),
-        ("stride 2, no padding, a row no window covers", (1, 2, 6, 5), 3, 3, 2, 0),
+        ("stride 2, no padding, a row no window covers", (2, 2, 6, 5), 3, 3, 2, 0),
     ]
     for k, (label, x_shape, KH, KW, stride, pad) in enumerate(col_cases):
         N, C, H, W = x_shape
@@ -98,7 +105,7 @@ def checks(mod):
     conv_cases = [
         ("overlapping windows, stride 1, pad 1", (2, 2, 5, 4), (3, 2, 3, 3), 1, 1),
         ("3x2 kernel, stride 2, pad 1", (2, 2, 7, 6), (3, 2, 3, 2), 2, 1),
-        ("stride 2, no padding", (1, 2, 6, 5), (2, 2, 3, 3), 2, 0),
+        ("stride 2, no padding", (2, 2, 6, 5), (2, 2, 3, 3), 2, 0),
     ]
     error_hint = ("work with dout as (N, F, OH*OW) and check the shape of every product: the weight's gradient "
                   "is (F, C*KH*KW) before its reshape, the gradient of cols has cols' shape (N, C*KH*KW, OH*OW)")

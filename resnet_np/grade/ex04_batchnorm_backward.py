@@ -7,6 +7,13 @@ from .core import check_shapes, compare, randn, run_check
 
 TITLE = "batch normalisation backward pass (train mode)"
 
+# What the student derives: the library's implementation of it is not to be used (grade/honest.py).
+DERIVES = ("BatchNorm2d", "batchnorm*", "batch_norm*")
+# Which hint a failing check's group starts at (check-name prefix, hint number): --hint starts there.
+HINT_START = [("dbeta", 1), ("dgamma", 1), ("dx", 2)]
+# The lessons the student handout gives with it.
+LESSONS = ("04_batchnorm.py",)
+
 # One at a time, from a nudge to the last step (``python -m resnet_np.grade FILE --hint N``).
 HINTS = [
     "dbeta and dgamma first: out = gamma * x_hat + beta, value by value. Each beta[c] and gamma[c] touches all "

@@ -10,6 +10,13 @@ from .core import Check, compare, randn, run_check
 
 TITLE = "BasicBlock backward pass (the chain rule through the shortcut)"
 
+# What the student derives: the library's implementation of it is not to be used (grade/honest.py).
+DERIVES = ("block.backward", "BasicBlock")
+# Which hint a failing check's group starts at (check-name prefix, hint number): --hint starts there.
+HINT_START = [("dx", 1), ("parameter", 4)]
+# The lessons the student handout gives with it.
+LESSONS = ("05_relu_and_add.py", "06_basic_block.py")
+
 # One at a time, from a nudge to the last step (``python -m resnet_np.grade FILE --hint N``).
 HINTS = [
     "Draw the forward pass as a graph: x goes into TWO paths (the branch and the shortcut) that meet again at an "

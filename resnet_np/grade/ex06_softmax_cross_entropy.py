@@ -7,6 +7,13 @@ from .core import compare, randn, run_check
 
 TITLE = "softmax cross-entropy, loss and gradient"
 
+# What the student derives: the library's implementation of it is not to be used (grade/honest.py).
+DERIVES = ("SoftmaxCrossEntropy", "*softmax*", "*cross_entropy*")
+# Which hint a failing check's group starts at (check-name prefix, hint number): --hint starts there.
+HINT_START = [("loss", 1), ("dlogits", 3)]
+# The lessons the student handout gives with it.
+LESSONS = ("08_training_mnist.py",)
+
 # One at a time, from a nudge to the last step (``python -m resnet_np.grade FILE --hint N``).
 HINTS = [
     "Stability first: what happens to exp(z) / sum exp(z) when you subtract the same number from every z of a "

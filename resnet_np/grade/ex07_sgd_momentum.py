@@ -8,6 +8,13 @@ from .core import TOL, Check, compare, randn, run_check
 
 TITLE = "SGD with momentum and weight decay (torch.optim.SGD's rule)"
 
+# What the student derives: the library's implementation of it is not to be used (grade/honest.py).
+DERIVES = ("SGD", "sgd*")
+# Which hint a failing check's group starts at (check-name prefix, hint number): --hint starts there.
+HINT_START = [("plain", 3), ("1 step", 1), ("5 steps", 2)]
+# The lessons the student handout gives with it.
+LESSONS = ("08_training_mnist.py",)
+
 # One at a time, from a nudge to the last step (``python -m resnet_np.grade FILE --hint N``).
 HINTS = [
     "Weight decay is the gradient of the penalty (weight_decay / 2) * |w|^2 added to the loss. Differentiate it: "

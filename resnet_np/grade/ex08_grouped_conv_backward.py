@@ -7,6 +7,13 @@ from .core import check_shapes, compare, randn, run_check
 
 TITLE = "grouped convolution backward pass (groups = G, as Conv2d(..., groups=G))"
 
+# What the student derives: the library's implementation of it is not to be used (grade/honest.py).
+DERIVES = ("Conv2d", "conv2d*")
+# Which hint a failing check's group starts at (check-name prefix, hint number): --hint starts there.
+HINT_START = [("db", 2), ("dw", 3), ("dx", 4)]
+# The lessons the student handout gives with it.
+LESSONS = ("03_conv_backward.py", "12_after_resnet.py")
+
 # One at a time, from a nudge to the last step (``python -m resnet_np.grade FILE --hint N``).
 HINTS = [
     "A grouped convolution is G ordinary convolutions side by side: group g's filters, group g's block of "
@@ -71,7 +78,7 @@ def checks(mod):
     rng = np.random.default_rng(8)
     cases = [
         ("2 groups, 4->6 channels, 3x3, stride 1, pad 1", (2, 4, 5, 4), 6, (3, 3), 2, 1, 1),
-        ("3 groups, 6->9 channels, 3x2 kernel, stride 2, no padding", (1, 6, 7, 6), 9, (3, 2), 3, 2, 0),
+        ("3 groups, 6->9 channels, 3x2 kernel, stride 2, no padding", (2, 6, 7, 6), 9, (3, 2), 3, 2, 0),
         ("depthwise (4 groups of 1 channel), stride 2, pad 1", (2, 4, 6, 5), 4, (3, 3), 4, 2, 1),
     ]
     error_hint = ("view dout as (N, G, F/G, OH*OW) and check the shape of every product: group g's weight gradient "

@@ -9,6 +9,13 @@ from .core import Check, compare, randn, run_check
 
 TITLE = "pre-activation block backward pass (PreActBasicBlock: nothing after the addition)"
 
+# What the student derives: the library's implementation of it is not to be used (grade/honest.py).
+DERIVES = ("block.backward", "PreActBasicBlock", "PreAct*")
+# Which hint a failing check's group starts at (check-name prefix, hint number): --hint starts there.
+HINT_START = [("dx", 1), ("parameter", 2)]
+# The lessons the student handout gives with it.
+LESSONS = ("06_basic_block.py", "12_after_resnet.py")
+
 # One at a time, from a nudge to the last step (``python -m resnet_np.grade FILE --hint N``).
 HINTS = [
     "Draw the graph with every arrow: where does x go, where does pre = relu1(bn1(x)) go, and what comes after "

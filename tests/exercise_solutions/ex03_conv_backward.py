@@ -1,6 +1,6 @@
 """Exercise 3 — the convolution's backward pass, and col2im (reference solution).
 
-Check it:   python -m resnet_np.grade lessons/exercises/solutions/ex03_conv_backward.py
+Check it:   python -m resnet_np.grade tests/exercise_solutions/ex03_conv_backward.py
 
     db     = sum of dout over n, oh, ow                         (F,)
     dW_mat = sum_n dout[n] @ cols[n].T                          (F, C*KH*KW) -> w.shape

@@ -1,6 +1,6 @@
 """Exercise 8 — the backward pass of a grouped convolution (reference solution).
 
-Check it:   python -m resnet_np.grade lessons/exercises/solutions/ex08_grouped_conv_backward.py
+Check it:   python -m resnet_np.grade tests/exercise_solutions/ex08_grouped_conv_backward.py
 
 Group g is an ordinary convolution of its own block of cols with its own
 (F/G, C/G*KH*KW) weight, so exercise 3's answer holds group by group:

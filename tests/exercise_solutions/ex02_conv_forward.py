@@ -1,6 +1,6 @@
 """Exercise 2 — the convolution's forward pass as one matrix product (reference solution).
 
-Check it:   python -m resnet_np.grade lessons/exercises/solutions/ex02_conv_forward.py
+Check it:   python -m resnet_np.grade tests/exercise_solutions/ex02_conv_forward.py
 
     W_mat  = w.reshape(F, C*KH*KW)                      (F, C*KH*KW)
     out[n] = W_mat @ cols[n] + b[:, None]               (F, OH*OW)  ->  out (N, F, OH, OW)

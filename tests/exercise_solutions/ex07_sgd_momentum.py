@@ -1,6 +1,6 @@
 """Exercise 7 — one step of SGD with momentum and weight decay (reference solution).
 
-Check it:   python -m resnet_np.grade lessons/exercises/solutions/ex07_sgd_momentum.py
+Check it:   python -m resnet_np.grade tests/exercise_solutions/ex07_sgd_momentum.py
 
     g = dw + weight_decay * w        v = momentum * v + g        w = w - lr * v
 """

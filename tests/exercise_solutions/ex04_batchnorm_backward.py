@@ -1,6 +1,6 @@
 """Exercise 4 — batch normalisation's backward pass, train mode (reference solution).
 
-Check it:   python -m resnet_np.grade lessons/exercises/solutions/ex04_batchnorm_backward.py
+Check it:   python -m resnet_np.grade tests/exercise_solutions/ex04_batchnorm_backward.py
 
 Sums over axes (0, 2, 3), M = N*H*W, inv_std = 1 / sqrt(var + eps):
 

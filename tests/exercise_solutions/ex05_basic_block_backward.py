@@ -1,6 +1,6 @@
 """Exercise 5 — the BasicBlock's backward pass (reference solution).
 
-Check it:   python -m resnet_np.grade lessons/exercises/solutions/ex05_basic_block_backward.py
+Check it:   python -m resnet_np.grade tests/exercise_solutions/ex05_basic_block_backward.py
 
     out = relu2(r + s),   r = bn2(conv2(relu1(bn1(conv1(x))))),   s = x or downsample(x)
     dx  = (branch's backward of d_sum)  +  (shortcut's backward of d_sum),   d_sum = relu2's backward of dout

@@ -1,6 +1,6 @@
 """Exercise 6 — softmax cross-entropy: the loss and its gradient (reference solution).
 
-Check it:   python -m resnet_np.grade lessons/exercises/solutions/ex06_softmax_cross_entropy.py
+Check it:   python -m resnet_np.grade tests/exercise_solutions/ex06_softmax_cross_entropy.py
 
     log p = z - max(z) - log(sum(exp(z - max(z))))      loss = -mean(log p[n, y[n]])
     dz    = (p - onehot(y)) / N

@@ -1,6 +1,6 @@
 """Exercise 9 — the pre-activation block's backward pass (reference solution).
 
-Check it:   python -m resnet_np.grade lessons/exercises/solutions/ex09_preact_block_backward.py
+Check it:   python -m resnet_np.grade tests/exercise_solutions/ex09_preact_block_backward.py
 
     pre = relu1(bn1(x)),   out = conv2(relu2(bn2(conv1(pre)))) + s,   s = x or downsample(pre)
 

@@ -1,6 +1,6 @@
 """Exercise 1 — im2col: every convolution window becomes one column (reference solution).
 
-Check it:   python -m resnet_np.grade lessons/exercises/solutions/ex01_im2col.py
+Check it:   python -m resnet_np.grade tests/exercise_solutions/ex01_im2col.py
 
 See ``lessons/exercises/ex01_im2col.py`` for the task. Shapes:
 
