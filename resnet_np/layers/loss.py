@@ -2,7 +2,7 @@
 
 import math
 
-from ..backend import get_array_module, is_integer
+from ..backend import get_array_module, host, is_integer
 from ..checks import check_array, check_forward_done, layer_name
 
 
@@ -26,7 +26,8 @@ class SoftmaxCrossEntropy:
 
     It is not a Module (it has no parameters and ends the chain): call
     ``forward(logits, labels)`` for the loss as a Python float, then
-    ``backward()`` for dlogits.
+    ``backward()`` for dlogits. ``forward_array`` gives the loss as a 0-d
+    array without reading it back, for a training loop on a GPU.
     """
 
     def __init__(self):
@@ -36,10 +37,40 @@ class SoftmaxCrossEntropy:
         return self.forward(logits, labels)
 
     def forward(self, logits, labels):
+        """The loss as a Python float; refuses labels out of range and logits that are not finite."""
+        K = self._check(logits, labels)
+        self._check_label_range(labels, K)
+        xp = get_array_module(logits)
+        if not bool(xp.isfinite(logits).all()):  # cheap: N x K values, and it saves a NaN-filled backward
+            raise NonFiniteLossError(f"{layer_name(self)}: the logits contain NaN or Inf, so the loss is not "
+                                     "finite: training has diverged; try a lower learning rate")
+        loss = float(self._loss(logits, labels))
+        if not math.isfinite(loss):
+            self._cache = None  # no backward of a loss that was refused
+            raise NonFiniteLossError(f"{layer_name(self)}: the loss is {loss} (the logits contain NaN or Inf: "
+                             f"training has diverged; try a lower learning rate)")
+        return loss
+
+    def forward_array(self, logits, labels):
+        """The loss as a 0-d array where the logits are, not read back (no check of its value).
+
+        On a GPU, every read of a value waits until the GPU has finished all
+        the work queued before it. A training loop reads this loss once per
+        step, together with its check of the gradients (``resnet_np.train``);
+        NaN or +Inf in the logits make the loss NaN, which it sees there.
+        The labels' range is checked here only when they are on the host
+        (free there); on the device ``fit`` checks its dataset's labels once.
+        """
+        K = self._check(logits, labels)
+        if get_array_module(labels) is host:
+            self._check_label_range(labels, K)
+        return self._loss(logits, labels)
+
+    def _check(self, logits, labels):
+        """Shapes and dtypes (no value is read); returns the number of classes K."""
         self._cache = None
         check_array(self, logits, 2, "(N, num_classes)")
         check_array(self, labels, 1, "(N,) of class indices")
-        xp = get_array_module(logits)
         N, K = logits.shape
         if not is_integer(labels):
             raise ValueError(f"{layer_name(self)}: labels must be integers (class indices), got dtype {labels.dtype}")
@@ -49,22 +80,23 @@ class SoftmaxCrossEntropy:
             raise ValueError(f"{layer_name(self)}: empty batch: logits of shape {tuple(logits.shape)} have no rows")
         if K == 0:
             raise ValueError(f"{layer_name(self)}: logits of shape {tuple(logits.shape)} have no classes")
+        return K
+
+    def _check_label_range(self, labels, K):
+        """Labels in [0, K - 1]. It reads two values: on a GPU, a synchronisation."""
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= K:
             bad = low if low < 0 else high
             raise ValueError(f"{layer_name(self)}: labels must be in [0, {K - 1}] for {K} classes, got {bad}")
 
-        if not bool(xp.isfinite(logits).all()):  # cheap: N x K values, and it saves a NaN-filled backward
-            raise NonFiniteLossError(f"{layer_name(self)}: the logits contain NaN or Inf, so the loss is not "
-                                     "finite: training has diverged; try a lower learning rate")
+    def _loss(self, logits, labels):
+        """The mean loss as a 0-d array; keeps the softmax for backward."""
+        xp = get_array_module(logits)
+        N = logits.shape[0]
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
-        loss = -float(log_probs[xp.arange(N), labels].mean())
-        if not math.isfinite(loss):
-            raise NonFiniteLossError(f"{layer_name(self)}: the loss is {loss} (the logits contain NaN or Inf: "
-                             f"training has diverged; try a lower learning rate)")
         self._cache = (xp.exp(log_probs), labels)
-        return loss
+        return -log_probs[xp.arange(N), labels].mean()
 
     def backward(self, dloss=1.0):
         check_forward_done(self, self._cache)
