@@ -169,8 +169,20 @@ class DataLoader:
         xp = get_array_module(images)
         x = images.astype(xp.float32) / xp.float32(255)
         if self.normalize:
-            channels = x.shape[1]
-            mean = xp.asarray(self.dataset.mean, dtype=xp.float32).reshape(1, channels, 1, 1)
-            std = xp.asarray(self.dataset.std, dtype=xp.float32).reshape(1, channels, 1, 1)
+            mean, std = self._normalization(xp, x.shape[1])
             x = (x - mean) / std
         return x
+
+    def _normalization(self, xp, channels):
+        """The dataset's mean and std as float32 (1, C, 1, 1) arrays of ``xp``, kept from batch to batch.
+
+        On a GPU each upload is a transfer the queue waits for: the two
+        constants go there once, not with every batch.
+        """
+        source = (xp, self.dataset.mean, self.dataset.std)
+        kept = getattr(self, "_kept_normalization", None)
+        if kept is None or any(a is not b for a, b in zip(kept[0], source)):
+            mean = xp.asarray(self.dataset.mean, dtype=xp.float32).reshape(1, channels, 1, 1)
+            std = xp.asarray(self.dataset.std, dtype=xp.float32).reshape(1, channels, 1, 1)
+            self._kept_normalization = (source, mean, std)
+        return self._kept_normalization[1:]
