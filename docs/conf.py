@@ -41,6 +41,7 @@ autodoc_typehints = "none"
 html_theme = "furo"
 html_title = "resnet_np: ResNets from scratch"
 html_static_path = ["_static"]
+html_css_files = ["course.css"]  # shell commands wrap, wide formulas scale to the column
 html_favicon = "_static/favicon.svg"  # else a browser asks for /favicon.ico
 html_copy_source = False
 html_show_sourcelink = False

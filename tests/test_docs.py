@@ -8,6 +8,7 @@ each page under docs/_build/screenshots/.
 """
 
 import functools
+import html
 import http.server
 import json
 import pathlib
@@ -23,6 +24,9 @@ from _site import DOCS, ROOT, build, built_site, course_notebooks
 
 SCREENSHOTS = DOCS / "_build" / "screenshots"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+# The pages that took over the README's sections (tests/test_readme.py checks their examples and commands).
+PAGES = ("training.html", "cifar10.html", "models.html", "finetuning.html", "speed.html", "distributed.html",
+         "library.html", "robustness.html")
 RAW_LATEX = re.compile(r"\\(frac|sum|begin|mathrm|sqrt|partial|hat|cdot|text)\b|\$\$")
 
 
@@ -37,12 +41,26 @@ def test_the_site_builds_with_the_documented_command():
         assert (site / "lessons" / f"{lesson.stem}.html").is_file(), f"no page for {lesson.name}"
     for exercise in nb.exercises():
         assert (site / "exercises" / f"{exercise.stem}.html").is_file(), f"no page for {exercise.name}"
-    for page in ("index.html", "course.html", "results/index.html", "api/layers.html", "api/models.html",
-                 "api/optim.html", "api/data.html", "api/gradcheck.html"):
+    for page in ("index.html", "course.html", "grader.html", "results/index.html", "api/layers.html",
+                 "api/models.html", "api/optim.html", "api/data.html", "api/gradcheck.html") + PAGES:
         assert (site / page).is_file(), page
-    # The README is the landing page; the results page shows the benchmarks' figures.
+    # The landing page is a page of its own (not the README), with the main command; the sidebar gives the
+    # exercises a heading of their own, after the lessons'; the results page shows the benchmarks' figures.
     index = (site / "index.html").read_text()
     assert "Residual networks (ResNet, He et al. 2016) written from scratch" in index
+    main_command = re.search(r"```bash\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S).group(1)
+    assert main_command in html.unescape(re.sub(r"<[^>]+>", "", index)), "the landing page lacks the main command"
+    captions = re.findall(r'caption-text">([^<]*)<', index)
+    assert "Lessons" in captions and "Exercises" in captions, captions
+    sidebar = {caption: part for caption, part in zip(captions, re.split(r'caption-text">[^<]*<', index)[1:])}
+    assert "exercises/ex01" not in sidebar["Lessons"] and "exercises/ex01" in sidebar["Exercises"]
+    assert "lessons/01" in sidebar["Lessons"] and "lessons/01" not in sidebar["Exercises"]
+    # Each lesson's setup cell (imports, argparse, matplotlib's backend) is folded away.
+    for lesson in nb.lessons():
+        text = (site / "lessons" / f"{lesson.stem}.html").read_text()
+        folded = text.find('<details class="admonition hide above-input">')
+        assert 0 <= folded < text.find("ArgumentParser") < text.find("</details>", folded), \
+            f"{lesson.name}: the setup cell is not folded away"
     results = (site / "results" / "index.html").read_text()
     for png in (ROOT / "benchmarks" / "results").glob("*.png"):
         assert png.name in results
@@ -119,13 +137,13 @@ def browser():
 
 
 def _pages():
-    """Every lesson and exercise page, the landing page, the results and the layers' API."""
+    """Every lesson and exercise page, the landing page, the course's pages, the results and the layers' API."""
     try:
         nb = course_notebooks()
     except pytest.skip.Exception:
         return ["lessons/01_arrays_and_xp.html"]
     pages = [f"lessons/{p.stem}.html" for p in nb.lessons()] + [f"exercises/{p.stem}.html" for p in nb.exercises()]
-    return pages + ["index.html", "results/index.html", "api/layers.html"]
+    return pages + ["index.html", "course.html", "grader.html", "results/index.html", "api/layers.html"] + list(PAGES)
 
 
 WAIT_FOR_MATH = """
@@ -150,6 +168,12 @@ return {
   text: text,
   downloads: Array.from(document.querySelectorAll('a.download, a.reference.download'), a => a.href),
   resources: performance.getEntriesByType('resource').map(r => r.name),
+  wideMath: Array.from(document.querySelectorAll('article mjx-container[display="true"] > svg'),
+                       svg => [svg.getBoundingClientRect().width, svg.parentElement.getBoundingClientRect().width])
+    .filter(([svg, column]) => svg > column + 1).length,
+  cutCommands: Array.from(document.querySelectorAll('article div.highlight-bash pre'),
+                          pre => pre.scrollWidth > pre.clientWidth + 1 ? pre.textContent.slice(0, 60) : null)
+    .filter(Boolean),
   height: document.documentElement.scrollHeight,
 };
 """
@@ -182,6 +206,8 @@ def test_a_browser_shows_the_page(page, server, browser):
     offsite = [r for r in seen["resources"] if not r.startswith(server)]
     assert not offsite, f"{page}: requests that leave the site: {offsite}"
     assert seen["mathErrors"] == 0, f"{page}: MathJax could not typeset {seen['mathErrors']} formula(s)"
+    assert seen["wideMath"] == 0, f"{page}: {seen['wideMath']} formula(s) wider than the column (they must scale)"
+    assert not seen["cutCommands"], f"{page}: shell commands cut off behind a scroll: {seen['cutCommands']}"
     raw = RAW_LATEX.search(seen["text"])
     assert raw is None, f"{page}: raw LaTeX left: ...{seen['text'][max(0, raw.start() - 80):raw.end() + 40]}"
 

@@ -35,7 +35,7 @@ import course_notebooks as cn
 logger = logging.getLogger(__name__)
 DOCS = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = cn.ROOT / "benchmarks" / "results"
-EXECUTOR_VERSION = "1"  # bump to re-execute every lesson
+EXECUTOR_VERSION = "2"  # bump to re-execute every lesson
 API = {"resnet_np.layers": "Layers", "resnet_np.models": "Models", "resnet_np.optim": "Optimizers and schedules",
        "resnet_np.data": "Data", "resnet_np.gradcheck": "Gradient checks"}
 
@@ -71,6 +71,18 @@ def _with_downloads(nb, py, extra=()):
     return nb
 
 
+def _fold_setup(nb):
+    """``nb`` with its setup cell (the first code cell: imports, the argument parser, matplotlib's backend)
+    folded away behind a "Show code cell source" toggle, its output still shown."""
+    first = next((cell for cell in nb.cells if cell.cell_type == "code"
+                  and "remove-cell" not in cell.metadata.get("tags", [])), None)  # not the executor's own
+    if first is not None and "argparse" in first.source:
+        tags = first.metadata.setdefault("tags", [])
+        if "hide-input" not in tags:
+            tags.append("hide-input")
+    return nb
+
+
 def _needs_common(py):
     return re.search(r"^\s*from _common import|^\s*import _common", py.read_text(), re.M) is not None
 
@@ -81,7 +93,8 @@ def _run_lesson(py, key, run, workdir, jobs):
     workdir.mkdir(parents=True)
     shutil.copy(cn.LESSONS / "_common.py", workdir)  # beside the notebook, as a student keeps it
     start = time.perf_counter()
-    executed = cn.execute(nb, workdir, ["--quick", "--out", str(workdir / "figures")], threads=1 if jobs > 1 else None)
+    # --out relative to the kernel's folder (workdir): the page prints "figures/x.png", not the build's path.
+    executed = cn.execute(nb, workdir, ["--quick", "--out", "figures"], threads=1 if jobs > 1 else None)
     seconds = time.perf_counter() - start
     if cn.errors(executed):
         error = cn.errors(executed)[0]
@@ -122,7 +135,8 @@ def make_sources(app):
         page = DOCS / "lessons" / f"{py.stem}.ipynb"
         lesson_pages.add(page)
         executed = nbformat.read(runs / f"{py.stem}.ipynb", as_version=4)
-        _write(page, nbformat.writes(_with_downloads(executed, py, ["_common.py"] if _needs_common(py) else [])))
+        page_nb = _fold_setup(_with_downloads(executed, py, ["_common.py"] if _needs_common(py) else []))
+        _write(page, nbformat.writes(page_nb))
     for stale in (DOCS / "lessons").glob("*.ipynb"):
         if stale not in lesson_pages:
             stale.unlink()
@@ -163,8 +177,10 @@ def make_sources(app):
         if not (results / png.name).exists() or (results / png.name).read_bytes() != png.read_bytes():
             shutil.copy(png, results / png.name)
     lines = ["# Results", "",
-             "What `benchmarks/` measured, as it wrote it to `benchmarks/results/` (the commands are in the "
-             "README's sections *Speed* and *Fine-tuning*).", ""]
+             "What `benchmarks/` measured, as it wrote it to `benchmarks/results/`. The pages "
+             "[Speed](../speed.md), [Fine-tuning](../finetuning.md), [CIFAR-10](../cifar10.md), "
+             "[Models and variants](../models.md) and [Data parallelism](../distributed.md) give the commands "
+             "and read the figures.", ""]
     if figures:
         lines += ["## Figures", ""]
         for png in figures:
