@@ -8,16 +8,19 @@ planted-bug tests at the end break one trick of the engine and check that
 these comparisons notice.
 """
 
+import inspect
 import os
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
 
 import resnet_np
+from resnet_np import fast, use_fast
 from resnet_np import layers as L
-from resnet_np import use_fast
+from resnet_np.fast import buffers
 from resnet_np.gradcheck import rel_error
 
 TOL = 1e-10
@@ -46,7 +49,10 @@ def run_both(make, x, train=True, seed=1, backward_kwargs=None):
 def assert_paths_equal(results, tol=TOL):
     (out_f, dx_f, grads_f, buf_f), (out_p, dx_p, grads_p, buf_p) = results[True], results[False]
     assert out_f.shape == out_p.shape and out_f.dtype == out_p.dtype
-    assert rel_error(out_f, out_p) < tol, f"forward: {rel_error(out_f, out_p):.1e}"
+    if np.isfinite(out_p).all():
+        assert rel_error(out_f, out_p) < tol, f"forward: {rel_error(out_f, out_p):.1e}"
+    else:                                  # max pooling over windows of -inf: exact
+        np.testing.assert_array_equal(out_f, out_p)
     if dx_p is None:
         assert dx_f is None
     else:
@@ -185,3 +191,259 @@ def test_batchnorm_subclass_hooks_are_called_on_both_paths(flag):
     np.testing.assert_allclose(bn.bias.grad, ref.bias.grad, rtol=1e-12)
     var = x.var(axis=(0, 2, 3))
     np.testing.assert_allclose(bn.running_var, 0.9 + 0.1 * var * 200 / 199, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------
+# Convolution, ReLU, max pooling
+# --------------------------------------------------------------------------------------------------
+
+CONV_CASES = {
+    # name: (N, C, F, H, W, kernel, stride, padding, dilation, groups)
+    "3x3 same": (3, 4, 6, 7, 6, 3, 1, 1, 1, 1),
+    "3x3 stride 2": (3, 4, 6, 9, 8, 3, 2, 1, 1, 1),
+    "1x1 stride 2 (downsample)": (3, 4, 8, 8, 8, 1, 2, 0, 1, 1),
+    "7x7 stem": (2, 3, 8, 15, 13, 7, 2, 3, 1, 1),
+    "few in, many out": (3, 2, 9, 6, 7, 3, 1, 1, 1, 1),
+    "no padding": (3, 4, 4, 7, 6, 3, 1, 0, 1, 1),
+    "padding beyond the kernel": (2, 3, 3, 5, 6, 3, 1, 3, 1, 1),
+    "non-square everything": (3, 3, 5, 9, 7, (3, 2), (2, 1), (1, 0), 1, 1),
+    "dilation 2": (3, 4, 4, 9, 8, 3, 1, 2, 2, 1),
+    "non-square dilation": (2, 4, 6, 9, 8, (3, 2), 1, (2, 1), (1, 2), 2),
+    "groups 2, stride 2": (3, 4, 6, 9, 8, 3, 2, 1, 1, 2),
+    "depthwise": (3, 6, 6, 7, 7, 3, 1, 1, 1, 6),
+    "grouped 1x1": (3, 6, 9, 5, 5, 1, 1, 0, 1, 3),
+}
+
+
+def make_conv(C, F, k, s, p, d, g, route="auto", bias=True):
+    return seeded(lambda: L.Conv2d(C, F, k, stride=s, padding=p, dilation=d, groups=g, bias=bias,
+                                   backward_route=route))
+
+
+@pytest.mark.parametrize("name", CONV_CASES)
+def test_conv_paths_equal(name):
+    N, C, F, H, W, k, s, p, d, g = CONV_CASES[name]
+    assert_paths_equal(run_both(make_conv(C, F, k, s, p, d, g), randn(N, C, H, W)))
+    assert_paths_equal(run_both(make_conv(C, F, k, s, p, d, g, bias=False), randn(N, C, H, W),
+                                backward_kwargs={"need_input_grad": False}))
+
+
+@pytest.mark.parametrize("route", ["col2im", "transposed"])
+@pytest.mark.parametrize("name", ["3x3 same", "few in, many out", "no padding", "dilation 2", "non-square dilation",
+                                  "depthwise", "grouped 1x1"])
+def test_every_fast_route_equals_the_plain_backward(name, route):
+    N, C, F, H, W, k, s, p, d, g = CONV_CASES[name]
+    assert_paths_equal(run_both(make_conv(C, F, k, s, p, d, g, route), randn(N, C, H, W)))
+
+
+def test_conv_in_chunks_and_threads_equals_the_plain_path(monkeypatch):
+    """A chunk of one image and three threads: the fast path's buffers reused from chunk to chunk."""
+    monkeypatch.setattr(buffers, "CPU_CHUNK_BYTES", 1)
+    monkeypatch.setattr(buffers, "MIN_CHUNK_COLUMNS", 1)
+    old = fast.get_num_threads()
+    fast.set_num_threads(3)
+    try:
+        for name in ("3x3 same", "3x3 stride 2", "groups 2, stride 2", "few in, many out"):
+            N, C, F, H, W, k, s, p, d, g = CONV_CASES[name]
+            for route in ("col2im", "auto"):
+                assert_paths_equal(run_both(make_conv(C, F, k, s, p, d, g, route), randn(7, C, H, W)))
+    finally:
+        fast.set_num_threads(old)
+
+
+@pytest.mark.parametrize("forward_fast", [True, False])
+def test_conv_forward_on_one_path_backward_on_the_other(forward_fast):
+    x = randn(3, 4, 7, 6)
+    results = []
+    for switch in (False, True):
+        conv = make_conv(4, 6, 3, 1, 1, 1, 2)()
+        with use_fast(forward_fast):
+            out = conv(x)
+        with use_fast(forward_fast != switch):
+            dx = conv.backward(randn(*out.shape, seed=1))
+        results.append((out, dx, conv.weight.grad.copy(), conv.bias.grad.copy()))
+    for a, b in zip(*results):
+        assert rel_error(a, b) < TOL
+
+
+def relu_input(shape):
+    x = randn(*shape)
+    x.reshape(-1)[::5] = 0.0           # exact zeros: the kink, where the gradient is 0
+    return x
+
+
+def test_relu_paths_equal():
+    for shape in [(4, 3, 5, 5), (64, 4, 6, 6), (5, 7)]:
+        assert_paths_equal(run_both(L.ReLU, relu_input(shape)))
+
+
+POOL_CASES = [(3, 2, 1), (2, 2, 0), (3, 1, 1), (3, 1, 0), ((3, 2), (1, 2), (1, 0)), ((2, 3), (2, 1), (1, 1))]
+
+
+@pytest.mark.parametrize("k,s,p", POOL_CASES, ids=str)
+def test_maxpool_paths_equal(k, s, p):
+    x = randn(4, 3, 9, 8)
+    x[0, 0] = -np.inf                      # windows of -inf: their gradient still reaches a real pixel
+    x[1, 1, :4, :4] = 0.5                  # ties: the first offset in row-major order wins
+    assert_paths_equal(run_both(lambda: L.MaxPool2d(k, stride=s, padding=p), x))
+
+
+@pytest.mark.parametrize("forward_fast", [True, False])
+def test_relu_and_maxpool_forward_on_one_path_backward_on_the_other(forward_fast):
+    x = randn(4, 3, 9, 8)
+    x[1, 1, :4, :4] = 0.5
+    for make in (L.ReLU, lambda: L.MaxPool2d(3, 2, 1)):
+        results = []
+        for switch in (False, True):
+            layer = make()
+            with use_fast(forward_fast):
+                out = layer(x)
+            with use_fast(forward_fast != switch):
+                results.append((out, layer.backward(randn(*out.shape, seed=1))))
+        (out_a, dx_a), (out_b, dx_b) = results
+        np.testing.assert_array_equal(out_a, out_b)
+        assert rel_error(dx_a, dx_b) < TOL
+
+
+# --------------------------------------------------------------------------------------------------
+# Every network family, small
+# --------------------------------------------------------------------------------------------------
+
+def families():
+    from resnet_np import models as M
+    return {
+        "CIFAR ResNet, shortcut A": (lambda: M.CifarResNet(1, num_classes=5, shortcut="A"), (4, 3, 12, 12)),
+        "CIFAR ResNet, shortcut B": (lambda: M.CifarResNet(1, num_classes=5, shortcut="B"), (4, 3, 12, 12)),
+        "CIFAR plain": (lambda: M.CifarResNet(1, num_classes=5, in_channels=1, residual=False), (4, 1, 12, 12)),
+        "ImageNet ResNet (basic)": (lambda: M.ResNet(M.BasicBlock, [1, 1, 1, 1], num_classes=5), (2, 3, 32, 32)),
+        "ImageNet ResNeXt": (lambda: M.ResNet(M.Bottleneck, [1, 1, 1, 1], num_classes=5, groups=4,
+                                              width_per_group=2), (2, 3, 32, 32)),
+        "ImageNet wide ResNet": (lambda: M.ResNet(M.Bottleneck, [1, 1, 1, 1], num_classes=5, width_per_group=8),
+                                 (2, 3, 32, 32)),
+        "CIFAR ResNeXt": (lambda: M.CifarResNeXt(1, groups=2, width_per_group=4, num_classes=5, base_planes=16),
+                          (4, 3, 12, 12)),
+        "pre-activation ResNet (basic)": (lambda: M.PreActResNet(M.PreActBasicBlock, 1, num_classes=5),
+                                          (4, 3, 12, 12)),
+        "pre-activation ResNet (bottleneck)": (lambda: M.PreActResNet(M.PreActBottleneck, 1, num_classes=5),
+                                               (4, 3, 12, 12)),
+        "wide ResNet": (lambda: M.WideResNet(10, 2, num_classes=5), (4, 3, 12, 12)),
+    }
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("family", list(families()))
+def test_every_network_family_is_the_same_on_both_paths(family, train):
+    """Logits, dx, every parameter gradient and the running statistics, from the same weights."""
+    make, shape = families()[family]
+    x = randn(*shape)
+
+    def prepared():
+        model = seeded(make)()
+        for name, buffer in model.named_buffers():   # eval mode: running statistics that are not 0 and 1
+            if name.endswith("running_mean"):
+                buffer[...] = np.linspace(-0.2, 0.2, buffer.size)
+            elif name.endswith("running_var"):
+                buffer[...] = np.linspace(0.5, 1.5, buffer.size)
+        return model
+    assert_paths_equal(run_both(prepared, x, train))
+
+
+# --------------------------------------------------------------------------------------------------
+# Planted bugs in the engine: the comparisons above must notice each
+# --------------------------------------------------------------------------------------------------
+
+def broken_copy(module, name, old, new):
+    """A copy of ``module.name`` with one piece of its source replaced (the planted bug)."""
+    source = textwrap.dedent(inspect.getsource(getattr(module, name)))
+    assert source.count(old) == 1, f"{name}: {old!r} must occur once"
+    namespace = dict(vars(module))
+    exec(compile(source.replace(old, new), f"<{name} with a planted bug>", "exec"), namespace)
+    return namespace[name]
+
+
+def conv_case(name, route="auto"):
+    N, C, F, H, W, k, s, p, d, g = CONV_CASES[name]
+    return lambda: assert_paths_equal(run_both(make_conv(C, F, k, s, p, d, g, route), randn(N, C, H, W)))
+
+
+def bn_case():
+    return assert_paths_equal(run_both(make_bn(3), randn(8, 3, 5, 5) * 2 + 0.5, True))
+
+
+def pool_case():
+    x = randn(4, 3, 9, 8)
+    x[0, 0] = -np.inf
+    x[1, 1, :4, :4] = 0.5
+    return assert_paths_equal(run_both(lambda: L.MaxPool2d(3, stride=2, padding=1), x))
+
+
+PLANTED = {
+    # name: (module, function, text, replacement, the check that must fail, where to install the broken copy)
+    "flat layout: no edge zeroing": (
+        fast.flat_im2col, "im2col_cf", "        _zero_the_edges(taps, kernel_size, out_size, dilation, image_width, "
+        "padding_w)\n    else:", "    else:", conv_case("3x3 same"), [fast.conv, fast.transposed_conv]),
+    "flat layout: col2im without edge zeroing": (
+        fast.flat_im2col, "col2im_cf", "        _zero_the_edges(taps, kernel_size, out_size, dilation, image_width, "
+        "padding_w)\n", "", conv_case("3x3 same", "col2im"), [fast.conv]),
+    "transposed kernel not flipped": (
+        fast.transposed_conv, "transposed_kernel", "weight[:, :, ::-1, ::-1]", "weight",
+        conv_case("3x3 same", "transposed"), [fast.transposed_conv]),
+    "transposed route: dW not unflipped": (
+        fast.transposed_conv, "backward", "[:, :, ::-1, ::-1].transpose(0, 1, 4, 2, 3)", ".transpose(0, 1, 4, 2, 3)",
+        conv_case("3x3 same", "transposed"), [fast.transposed_conv]),
+    "col2im route: buffer not cleared between chunks": (
+        fast.conv, "input_grad_col2im", "dx_buf[:, :b] = 0", "pass", "chunks", [fast.conv]),
+    "threads: a thread's partial dW dropped": (
+        fast.conv, "weight_grad", "for part in parts[1:]:", "for part in parts[2:]:", "threads", [fast.conv]),
+    "batch norm: a thread's partial sum dropped": (
+        fast.batchnorm, "add_in_order", "for part in parts[1:]:", "for part in parts[2:]:", "threads bn",
+        [fast.batchnorm]),
+    "batch norm: fused slope with one inv_std": (
+        fast.batchnorm, "input_grad", "inv_std * (sum_dout_xc * inv_std) / M", "(sum_dout_xc * inv_std) / M",
+        bn_case, [fast.batchnorm]),
+    "batch norm: unbiased variance": (
+        fast.batchnorm, "batch_statistics", "xp)) / M\n", "xp)) / (M - 1)\n", bn_case, [fast.batchnorm]),
+    "batch norm: mean not subtracted in eval": (
+        fast.batchnorm, "normalize", "xp.subtract(x[n0:n1], mean_map", "xp.add(x[n0:n1], mean_map",
+        lambda: assert_paths_equal(run_both(make_bn(3), randn(8, 3, 5, 5), False)), [fast.batchnorm]),
+    "ReLU: mask x >= 0": (
+        fast.relu, "relu", "xp.greater(", "xp.greater_equal(",
+        lambda: assert_paths_equal(run_both(L.ReLU, relu_input((4, 3, 5, 5)))), [fast.relu]),
+    "max pool: ties go to the last offset": (
+        fast.pooling, "maxpool2d_with_argmax", "xp.greater(window, best, out=better)",
+        "xp.greater_equal(window, best, out=better)", pool_case, [fast.pooling]),
+    "max pool: windows of -inf routed to the padding": (
+        fast.pooling, "maxpool2d_with_argmax", "if stuck.any():", "if False:", pool_case, [fast.pooling]),
+    "max pool: winner's row offset with a wrong width": (
+        fast.pooling, "maxpool2d_backward", "offset = (k // KW) * W + k % KW", "offset = (k // KW) * KW + k % KW",
+        pool_case, [fast.pooling]),
+}
+
+
+def run_planted_check(check, monkeypatch):
+    if callable(check):
+        return check()
+    monkeypatch.setattr(buffers, "CPU_CHUNK_BYTES", 1)          # one image per chunk
+    monkeypatch.setattr(buffers, "MIN_CHUNK_COLUMNS", 1)
+    monkeypatch.setattr(fast.threads, "MIN_PART_BYTES", 1)
+    old = fast.get_num_threads()
+    fast.set_num_threads(1 if check == "chunks" else 3)
+    try:
+        if check == "threads bn":
+            return assert_paths_equal(run_both(make_bn(3), randn(8, 3, 5, 5) * 2 + 0.5, True))
+        N, C, F, H, W, k, s, p, d, g = CONV_CASES["3x3 stride 2"]
+        assert_paths_equal(run_both(make_conv(C, F, k, s, p, d, g, "col2im"), randn(7, C, H, W)))
+    finally:
+        fast.set_num_threads(old)
+
+
+@pytest.mark.parametrize("planted", list(PLANTED))
+def test_a_planted_bug_in_the_engine_is_caught(planted, monkeypatch):
+    module, name, old, new, check, installs = PLANTED[planted]
+    with monkeypatch.context() as clean:
+        run_planted_check(check, clean)                          # the engine as it is passes ...
+    broken = broken_copy(module, name, old, new)
+    for where in installs:
+        monkeypatch.setattr(where, name, broken)
+    with pytest.raises(AssertionError):                         # ... and with the bug it fails
+        run_planted_check(check, monkeypatch)

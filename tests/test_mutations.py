@@ -8,12 +8,22 @@ import numpy as np
 import pytest
 
 from resnet_np import layers as L
+from resnet_np import use_fast
+from resnet_np.fast import conv as fast_conv
+from resnet_np.fast import transposed_conv
 from resnet_np.gradcheck import GradcheckError, check_module
 from resnet_np.layers import conv as conv_module
 
 
 def randn(*shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape)
+
+
+@pytest.fixture(params=[True, False], ids=["fast", "plain"])
+def path(request):
+    """The test runs on both paths: the fast layers and the plain ones (resnet_np.use_fast)."""
+    with use_fast(request.param):
+        yield request.param
 
 
 def assert_caught(correct, broken, *inputs):
@@ -28,7 +38,7 @@ class BatchNormDropMeanTerm(L.BatchNorm2d):
     """dx without the -sum(dx_hat) term (forgets that the mean depends on x)."""
 
     def backward(self, dout):
-        _, x_centered, inv_std = self._cache
+        _, x_centered, inv_std, _ = self._cache
         super().backward(dout)
         C = dout.shape[1]
         x_hat = x_centered * inv_std.reshape(1, C, 1, 1)
@@ -42,7 +52,7 @@ class BatchNormDropVarianceTerm(L.BatchNorm2d):
     """dx without the -x_hat * sum(dx_hat * x_hat) term (forgets that the variance depends on x)."""
 
     def backward(self, dout):
-        _, _, inv_std = self._cache
+        _, _, inv_std, _ = self._cache
         super().backward(dout)
         C = dout.shape[1]
         M = dout.size // C
@@ -54,13 +64,13 @@ class BatchNormEvalFormulaInTrain(L.BatchNorm2d):
     """Train mode using the eval-mode backward: treats the batch statistics as constants."""
 
     def backward(self, dout):
-        _, _, inv_std = self._cache
+        _, _, inv_std, _ = self._cache
         super().backward(dout)
         return dout * (self.weight.data * inv_std).reshape(1, -1, 1, 1)
 
 
 @pytest.mark.parametrize("broken_cls", [BatchNormDropMeanTerm, BatchNormDropVarianceTerm, BatchNormEvalFormulaInTrain])
-def test_batchnorm_dx_bugs_are_caught(broken_cls):
+def test_batchnorm_dx_bugs_are_caught(path, broken_cls):
     assert_caught(L.BatchNorm2d(3), broken_cls(3), randn(4, 3, 3, 3))
 
 
@@ -73,7 +83,7 @@ class BatchNormDgammaWithoutXhat(L.BatchNorm2d):
         return dx
 
 
-def test_batchnorm_dweight_bug_is_caught():
+def test_batchnorm_dweight_bug_is_caught(path):
     assert_caught(L.BatchNorm2d(3), BatchNormDgammaWithoutXhat(3), randn(4, 3, 3, 3))
 
 
@@ -98,13 +108,13 @@ class ConvTransposedChannelGrad(L.Conv2d):
 
 
 @pytest.mark.parametrize("broken_cls", [ConvTransposedKernelGrad, ConvTransposedChannelGrad])
-def test_conv_dweight_transposed_is_caught(broken_cls):
+def test_conv_dweight_transposed_is_caught(path, broken_cls):
     assert_caught(L.Conv2d(3, 3, 3, padding=1), broken_cls(3, 3, 3, padding=1), randn(2, 3, 5, 5))
 
 
-def col2im_assign_instead_of_add(dcols, dx_pad, kernel_size, stride, out_size, dilation=(1, 1), image_width=None,
-                                 padding_w=0):
-    """The layer's col2im (the strided form), overwriting where windows overlap instead of summing."""
+def col2im_cf_assign_instead_of_add(dcols, dx_pad, kernel_size, stride, out_size, dilation=(1, 1), image_width=None,
+                                    padding_w=0):
+    """The fast path's col2im (the strided form), overwriting where windows overlap instead of summing."""
     C, B = dx_pad.shape[:2]
     (KH, KW), (SH, SW), (OH, GW) = kernel_size, stride, out_size
     taps = dcols.reshape(C, KH, KW, B, OH, GW)
@@ -114,10 +124,26 @@ def col2im_assign_instead_of_add(dcols, dx_pad, kernel_size, stride, out_size, d
     return dx_pad
 
 
-def test_col2im_that_does_not_sum_overlaps_is_caught(monkeypatch):
+def col2im_assign_instead_of_add(cols, x_shape, kernel_size, stride, padding, dilation=(1, 1)):
+    """The plain col2im, overwriting where windows overlap instead of summing."""
+    N, C, H, W = x_shape
+    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
+    OH, OW = L.conv_output_size(H, KH, SH, PH), L.conv_output_size(W, KW, SW, PW)
+    cols = cols.reshape(N, C, KH, KW, OH, OW)
+    dx_pad = np.zeros((N, C, H + 2 * PH, W + 2 * PW))
+    for i in range(KH):
+        for j in range(KW):
+            dx_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW] = cols[:, :, i, j]
+    return dx_pad[:, :, PH:PH + H, PW:PW + W]
+
+
+def test_col2im_that_does_not_sum_overlaps_is_caught(monkeypatch, path):
     x = randn(2, 2, 6, 6)
     check_module(L.Conv2d(2, 3, 3, stride=2), x)
-    monkeypatch.setattr(conv_module, "col2im_cf", col2im_assign_instead_of_add)
+    if path:
+        monkeypatch.setattr(fast_conv, "col2im_cf", col2im_cf_assign_instead_of_add)
+    else:
+        monkeypatch.setattr(conv_module, "col2im", col2im_assign_instead_of_add)
     with pytest.raises(GradcheckError, match="input"):
         check_module(L.Conv2d(2, 3, 3, stride=2), x)
 
@@ -139,7 +165,7 @@ def transposed_kernel_ignoring_groups(weight, groups):
 def test_transposed_convolution_without_flip_is_caught(monkeypatch):
     x = randn(2, 2, 5, 5)
     check_module(L.Conv2d(2, 3, 3, padding=1), x)
-    monkeypatch.setattr(conv_module, "transposed_kernel", transposed_kernel_without_flip)
+    monkeypatch.setattr(transposed_conv, "transposed_kernel", transposed_kernel_without_flip)
     for conv in (L.Conv2d(2, 3, 3, padding=1), L.Conv2d(2, 3, (3, 2), padding=(2, 0), dilation=(1, 2))):
         with pytest.raises(GradcheckError, match="input"):  # dW is right: only dx uses the kernel
             check_module(conv, x)
@@ -148,7 +174,7 @@ def test_transposed_convolution_without_flip_is_caught(monkeypatch):
 def test_transposed_convolution_ignoring_groups_is_caught(monkeypatch):
     x = randn(2, 4, 5, 5)
     check_module(L.Conv2d(4, 6, 3, padding=1, groups=2), x)
-    monkeypatch.setattr(conv_module, "transposed_kernel", transposed_kernel_ignoring_groups)
+    monkeypatch.setattr(transposed_conv, "transposed_kernel", transposed_kernel_ignoring_groups)
     with pytest.raises(GradcheckError, match="input"):
         check_module(L.Conv2d(4, 6, 3, padding=1, groups=2), x)
 
@@ -189,7 +215,7 @@ class ReLUNoMask(L.ReLU):
 
 
 @pytest.mark.parametrize("broken_cls", [ReLUMaskFromGradient, ReLUInvertedMask, ReLUNoMask])
-def test_relu_mask_bugs_are_caught(broken_cls):
+def test_relu_mask_bugs_are_caught(path, broken_cls):
     assert_caught(L.ReLU(), broken_cls(), randn(2, 3, 4, 4))
 
 
@@ -210,7 +236,7 @@ class AddHalved(L.Add):
 
 
 @pytest.mark.parametrize("broken_cls", [AddShortcutOnly, AddHalved])
-def test_add_bugs_are_caught(broken_cls):
+def test_add_bugs_are_caught(path, broken_cls):
     a, b = randn(2, 3, 4, 4), randn(2, 3, 4, 4, seed=1)
     assert_caught(L.Add(), broken_cls(), a, b)
 
@@ -233,7 +259,7 @@ class MaxPoolLastWriteWins(L.MaxPool2d):
         return dx_pad[:, :, PH:PH + H, PW:PW + W]
 
 
-def test_maxpool_overlap_bug_is_caught_only_with_overlapping_windows():
+def test_maxpool_overlap_bug_is_caught_only_with_overlapping_windows(path):
     x = randn(2, 2, 7, 7)
     assert_caught(L.MaxPool2d(3, stride=1), MaxPoolLastWriteWins(3, stride=1), x)
     # Non-overlapping windows hide the bug: the reason the tests use stride < kernel.

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from resnet_np import layers as L
-from resnet_np.fast import threads
+from resnet_np.fast import buffers, threads
 from resnet_np.gradcheck import check_module, rel_error
-from resnet_np.layers import conv as conv_module
 
 
 def randn(*shape, seed=0):
@@ -17,8 +16,8 @@ def randn(*shape, seed=0):
 def small_parts(monkeypatch):
     """Shares of a single image and chunks of one image: tiny inputs still run on several threads."""
     monkeypatch.setattr(threads, "MIN_PART_BYTES", 1)
-    monkeypatch.setattr(conv_module, "CPU_CHUNK_BYTES", 1)
-    monkeypatch.setattr(conv_module, "MIN_CHUNK_COLUMNS", 1)
+    monkeypatch.setattr(buffers, "CPU_CHUNK_BYTES", 1)
+    monkeypatch.setattr(buffers, "MIN_CHUNK_COLUMNS", 1)
     yield
     threads.set_num_threads(threads._default_num_threads())
 

@@ -1,8 +1,12 @@
-"""The layers of a ResNet, each with its forward and backward pass written by hand."""
+"""The layers of a ResNet, each with its forward and backward pass written by hand.
+
+These are the plain computations the lessons derive; ``resnet_np.fast`` holds
+the faster twins the layers use by default (``resnet_np.use_fast``).
+"""
 
 from .add import Add
 from .batchnorm import BatchNorm2d
-from .conv import Conv2d, conv2d_naive
+from .conv import Conv2d, conv2d_im2col, conv2d_naive
 from .dropout import Dropout
 from .flatten import Flatten
 from .im2col import col2im, conv_output_size, im2col
@@ -13,7 +17,7 @@ from .relu import ReLU
 from .sequential import Sequential
 
 __all__ = [
-    "Add", "BatchNorm2d", "Conv2d", "conv2d_naive", "Dropout", "Flatten", "col2im", "conv_output_size", "im2col",
-    "Linear", "NonFiniteLossError", "SoftmaxCrossEntropy", "GlobalAvgPool2d", "MaxPool2d", "maxpool2d_naive", "ReLU",
-    "Sequential",
+    "Add", "BatchNorm2d", "Conv2d", "conv2d_im2col", "conv2d_naive", "Dropout", "Flatten", "col2im",
+    "conv_output_size", "im2col", "Linear", "NonFiniteLossError", "SoftmaxCrossEntropy", "GlobalAvgPool2d",
+    "MaxPool2d", "maxpool2d_naive", "ReLU", "Sequential",
 ]

@@ -1,8 +1,14 @@
-"""Max pooling (with a naive reference) and global average pooling."""
+"""Max pooling (with a naive reference) and global average pooling (max pooling's backward: lesson 07).
 
-from ..fast import threads as parallel
+``resnet_np/fast/pooling.py`` holds the twins of ``maxpool2d_with_argmax``
+and ``maxpool2d_backward``; ``MaxPool2d`` takes one or the other as
+``resnet_np.use_fast`` says.
+"""
+
+from .. import fast
 from ..backend import get_array_module
 from ..checks import check_dout, check_float_input, check_forward_done, check_not_empty_image, layer_name, pair
+from ..fast import pooling as fast_pooling
 from ..module import Module
 from .im2col import conv_output_size, pad2d
 
@@ -26,6 +32,49 @@ def maxpool2d_naive(x, kernel_size, stride=None, padding=0):
     return out
 
 
+def window_stack(x_pad, kernel_size, stride, out_size):
+    """(N, C, KH*KW, OH, OW): entry k = i*KW + j holds, for every window, its pixel under offset (i, j)."""
+    xp = get_array_module(x_pad)
+    (KH, KW), (SH, SW), (OH, OW) = kernel_size, stride, out_size
+    return xp.stack([x_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW] for i in range(KH) for j in range(KW)], axis=2)
+
+
+def maxpool2d_with_argmax(x, kernel_size, stride, padding):
+    """out = the max of each window, and argmax = the offset k = i*KW + j of its winner. Returns (out, argmax).
+
+    Padding counts as -infinity. Ties go to the first offset in row-major
+    order, as in PyTorch; a window whose pixels are all -inf (a tie with its
+    padding) is won by its first real pixel, so its gradient reaches one.
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
+    out_size = (conv_output_size(H, KH, SH, PH), conv_output_size(W, KW, SW, PW))
+    windows = window_stack(pad2d(x, PH, PW, value=-xp.inf), kernel_size, stride, out_size)
+    argmax = windows.argmax(axis=2)                                         # (N, C, OH, OW)
+    out = windows.max(axis=2)
+    real = window_stack(pad2d(xp.ones((1, 1, H, W)), PH, PW), kernel_size, stride, out_size)
+    argmax = xp.where(out == -xp.inf, real.argmax(axis=2), argmax)
+    return out, argmax
+
+
+def maxpool2d_backward(dout, argmax, x_shape, kernel_size, stride, padding):
+    """dx: each window's dout goes to its winner; an input that won several windows collects their sum.
+
+        dx_pad[n, c, oh*SH + i, ow*SW + j] += dout[n, c, oh, ow]    where argmax[n, c, oh, ow] = i*KW + j
+    """
+    xp = get_array_module(dout)
+    N, C, H, W = x_shape
+    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
+    OH, OW = argmax.shape[2:]
+    dx_pad = xp.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=dout.dtype)
+    for i in range(KH):
+        for j in range(KW):
+            won = argmax == i * KW + j                  # the windows offset (i, j) won: distinct pixels
+            dx_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW] += xp.where(won, dout, 0)
+    return dx_pad[:, :, PH:PH + H, PW:PW + W]
+
+
 class MaxPool2d(Module):
     """out[n, c, oh, ow] = max of the window of x under that output position.
 
@@ -36,10 +85,9 @@ class MaxPool2d(Module):
     With overlapping windows (stride < kernel, as in ResNet's 3x3/2 stem
     pool) one input can win several windows and collects the sum of their
     gradients. Ties go to the first element in row-major order, as in
-    PyTorch. The forward pass loops over the KH*KW kernel offsets with
-    strided slices (like im2col) and records which offset won each window;
-    the backward pass sends each gradient straight to its winner through
-    that record, one class of non-overlapping windows at a time.
+    PyTorch. The forward pass records which kernel offset won each window
+    (``maxpool2d_with_argmax``); the backward pass sends each gradient to
+    its winner through that record (``maxpool2d_backward``).
     """
 
     def __init__(self, kernel_size, stride=None, padding=0):
@@ -56,42 +104,13 @@ class MaxPool2d(Module):
         self._cache = None
         check_float_input(self, x, 4, "(N, C, H, W)")
         check_not_empty_image(self, x)
-        xp = get_array_module(x)
         N, C, H, W = x.shape
-        (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
+        (KH, KW), (PH, PW) = self.kernel_size, self.padding
         if KH > H + 2 * PH or KW > W + 2 * PW:
             raise ValueError(f"{layer_name(self)}: kernel {KH}x{KW} is larger than the padded input "
                              f"{H + 2 * PH}x{W + 2 * PW} (input {H}x{W}, padding {PH},{PW})")
-        OH, OW = conv_output_size(H, KH, SH, PH), conv_output_size(W, KW, SW, PW)
-        index_dtype = xp.uint8 if KH * KW < 256 else xp.int32
-        out = xp.empty((N, C, OH, OW), dtype=x.dtype)
-        argmax = xp.zeros((N, C, OH, OW), dtype=index_dtype)    # kernel offset of the max
-        # A window whose real pixels are all -inf ties with the padding, and the padding
-        # (offset 0 of a border window) would keep the max. Its gradient must still reach a
-        # real pixel: the window's first one, as in PyTorch. Which offset that is:
-        first_row = xp.maximum(PH - SH * xp.arange(OH), 0)
-        first_col = xp.maximum(PW - SW * xp.arange(OW), 0)
-        first_real = (first_row.reshape(-1, 1) * KW + first_col).astype(index_dtype)   # (OH, OW)
-
-        def images(n0, n1):  # a share of the images per thread (parallel.py)
-            x_pad = pad2d(x[n0:n1], PH, PW, value=-xp.inf)
-            best, won = out[n0:n1], argmax[n0:n1]
-            best[...] = x_pad[:, :, 0:SH * OH:SH, 0:SW * OW:SW]
-            better = xp.empty(best.shape, dtype=bool)
-            for k in range(1, KH * KW):
-                i, j = divmod(k, KW)
-                window = x_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW]
-                xp.greater(window, best, out=better)   # strict: on a tie the earlier offset keeps the max
-                xp.maximum(best, window, out=best)
-                # argmax = where(better, k, argmax), without where's slow branching: every
-                # offset stored so far is below k, so a maximum does it.
-                xp.maximum(won, better.astype(index_dtype) * index_dtype(k), out=won)
-            if PH or PW:
-                stuck = best == -xp.inf
-                if stuck.any():
-                    won[stuck] = xp.broadcast_to(first_real, won.shape)[stuck]
-
-        parallel.for_each_part(images, N, parallel.min_images(x), xp)
+        args = (x, self.kernel_size, self.stride, self.padding)
+        out, argmax = fast_pooling.maxpool2d_with_argmax(*args) if fast.fast_enabled() else maxpool2d_with_argmax(*args)
         self._cache = (x.shape, argmax)
         return out
 
@@ -99,32 +118,8 @@ class MaxPool2d(Module):
         check_forward_done(self, self._cache)
         x_shape, argmax = self._cache
         check_dout(self, dout, argmax.shape)
-        xp = get_array_module(dout)
-        N, C, H, W = x_shape
-        (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
-        OH, OW = argmax.shape[2:]
-        # Windows RH rows (RW columns) apart never overlap, since RH*SH >= KH: within one such
-        # class of windows every winner is a different pixel, and a plain indexed += is exact.
-        RH, RW = -(-KH // SH), -(-KW // SW)
-        # Where kernel offset k = i*KW + j lands, counted in pixels of the row-major image.
-        # (A winner is never in the padding: forward saw to it, even for windows of -inf.)
-        k = xp.arange(KH * KW)
-        offset = (k // KW) * W + k % KW
-        dx = xp.empty(x_shape, dtype=dout.dtype)
-
-        def images(n0, n1):  # a share of the images per thread (parallel.py)
-            dx[n0:n1] = 0
-            flat = dx[n0:n1].reshape(-1)
-            planes = (xp.arange((n1 - n0) * C) * (H * W)).reshape(n1 - n0, C, 1, 1)
-            for a in range(RH):
-                for b in range(RW):
-                    top = (a + RH * xp.arange(len(range(a, OH, RH)))) * SH - PH    # the windows' corners
-                    left = (b + RW * xp.arange(len(range(b, OW, RW)))) * SW - PW
-                    winner = planes + top.reshape(-1, 1) * W + left + offset.take(argmax[n0:n1, :, a::RH, b::RW])
-                    flat[winner] += dout[n0:n1, :, a::RH, b::RW]
-
-        parallel.for_each_part(images, N, parallel.min_images(dout), xp)
-        return dx
+        args = (dout, argmax, x_shape, self.kernel_size, self.stride, self.padding)
+        return fast_pooling.maxpool2d_backward(*args) if fast.fast_enabled() else maxpool2d_backward(*args)
 
     def kink_pattern(self):
         """Which element won each window (used by gradcheck to spot ties crossed)."""
