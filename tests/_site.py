@@ -14,7 +14,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 HTML = DOCS / "_build" / "html"
-# The documented command (README, "The course as a website and as notebooks").
+# The documented command (README, "Start the course"; docs/course.md, "The course as a website and as notebooks").
 COMMAND = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"]
 NEEDED = ("sphinx", "myst_nb", "furo", "jupytext", "nbclient", "ipykernel", "sphinx-mathjax-offline")
 
