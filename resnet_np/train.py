@@ -35,6 +35,7 @@ from .atomic import write_atomically
 from .backend import get_array_module
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import WORLD_OF_ONE, DistributedDataParallel, unwrap
+from .fast import tuned
 from .layers import NonFiniteLossError, SoftmaxCrossEntropy
 from .nancheck import gradients_are_finite, locate_non_finite
 
@@ -133,6 +134,7 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, scheduler, epoch, epochs
     return total_loss, correct, seen, time.perf_counter() - start
 
 
+@tuned()  # while fit runs: freed memory kept, BLAS at one thread beside our threads; restored after (fast/__init__.py)
 def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss_fn=None, out_dir=None,
         resume=None, config=None, progress=True, log=print, world=WORLD_OF_ONE, val_name="val"):
     """Train ``model`` for ``epochs`` epochs; returns the history of metrics (a dict of lists).

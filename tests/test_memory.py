@@ -111,3 +111,42 @@ def test_layers_and_tuned_leave_blas_threads_as_they_found_them():
     out = subprocess.run([sys.executable, "-c", BLAS_PROBE], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "ok [2" in out.stdout, out.stdout
+
+
+FIT_PROBE = """
+import numpy as np
+from threadpoolctl import threadpool_info
+def blas():
+    return sorted(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+import resnet_np
+from resnet_np import layers as L
+from resnet_np.data import DataLoader, Dataset
+from resnet_np.fast import memory
+from resnet_np.models import CifarResNet
+from resnet_np.optim import SGD
+from resnet_np.train import fit
+start = blas()
+rng = np.random.default_rng(0)
+data = Dataset(rng.integers(0, 255, (32, 1, 8, 8)).astype(np.uint8), rng.integers(0, 2, 32), ["a", "b"],
+               (0.5,), (0.5,), name="noise")
+seen = []
+class Recording(L.SoftmaxCrossEntropy):
+    def forward(self, logits, labels):
+        seen.append((memory.is_kept(), blas()))
+        return super().forward(logits, labels)
+model = CifarResNet(1, num_classes=2, in_channels=1)
+fit(model, DataLoader(data, batch_size=16, shuffle=True, seed=0), None, 1, SGD(model.parameters(), lr=0.01),
+    loss_fn=Recording(), progress=False, log=lambda *a: None)
+assert seen and all(seen_kept == (memory._mallopt() is not None) for seen_kept, _ in seen), seen
+assert all(b == [1] * len(start) for _, b in seen), seen
+assert not memory.is_kept() and blas() == start, (memory.is_kept(), blas(), start)
+print("ok", start)
+"""
+
+
+def test_fit_runs_tuned_and_restores():
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2", MKL_NUM_THREADS="2",
+               RESNET_NP_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", FIT_PROBE], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "ok [2" in out.stdout, out.stdout
