@@ -105,3 +105,12 @@ def test_the_pages_python_examples_run(capsys, tmp_path, monkeypatch):
         exec(compile(example, f"docs/{name}.md", "exec"), {})
     out = capsys.readouterr().out
     assert "worst relative error" in out and "Total params" in out
+
+
+def test_every_exercise_is_in_the_course_guide():
+    """lessons/README.md (the site's "Exercises and the grader" page) lists every exercise a student gets."""
+    guide = (ROOT / "lessons" / "README.md").read_text()
+    exercises = sorted((ROOT / "lessons" / "exercises").glob("ex[0-9][0-9]_*.py"))
+    assert exercises
+    missing = [p.name for p in exercises if f"`{p.name}`" not in guide]
+    assert not missing, f"add a row for each to the exercises table in lessons/README.md: {missing}"
