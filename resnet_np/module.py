@@ -23,11 +23,62 @@ Fine-tuning adds two switches: ``requires_grad_(False)`` freezes every
 parameter of a module, and ``keep_eval = True`` keeps a module in eval mode
 whatever ``train()`` says (a frozen batch norm whose statistics must not
 move while the rest of the network trains).
+
+Hooks let a tool watch the two passes without touching the layers: the
+NaN search (``nancheck.py``) checks every layer's output and gradients,
+and ``DistributedDataParallel`` sends gradients while backward still runs.
+There are three, named as in PyTorch, and each ``register_...`` returns a
+handle whose ``remove()`` takes the hook away again:
+
+* ``module.register_forward_hook(hook)``: ``hook(module, inputs, output)``
+  after each forward pass. It runs in ``__call__``: ``layer(x)`` runs the
+  hooks, ``layer.forward(x)`` does not (as in PyTorch).
+* ``module.register_full_backward_hook(hook)``: ``hook(module, grad_input,
+  grad_output)`` after each backward pass, with ``grad_input`` what backward
+  returned (dL/dx; a tuple for ``Add``, None for a first convolution that
+  skipped it) and ``grad_output`` the ``dout`` it was given. Without an
+  autograd tape nothing calls backward but the parent module, so the
+  parent decides: ``child.run_backward(d)`` is to ``child.backward(d)`` what
+  ``child(x)`` is to ``child.forward(x)`` — the same computation, plus the
+  hooks. The networks, the blocks and ``Sequential`` call
+  ``run_backward``; code that calls ``backward`` directly (an exercise, a
+  test) simply runs without hooks.
+* ``parameter.register_post_accumulate_grad_hook(hook)``: ``hook(parameter)``
+  right after a backward pass has added to ``parameter.grad``, whoever
+  called it: the layers add their parameter gradients through
+  ``accumulate_grad``. That is the moment a gradient is complete (a
+  parameter used once per forward receives it once), which is what
+  ``DistributedDataParallel`` waits for before sending it.
+
+Hooks are plain functions kept in dictionaries on the object, called in
+the order they were registered; no method of any object is replaced.
 """
 
+import itertools
 from collections import OrderedDict, namedtuple
 
 from . import backend
+
+# Keys of registered hooks: unique, increasing, so a dict of hooks keeps their registration order.
+_hook_ids = itertools.count()
+
+
+class RemovableHandle:
+    """What the ``register_*_hook`` methods return: ``handle.remove()`` unregisters the hook."""
+
+    def __init__(self, hooks, key):
+        self._hooks, self._key = hooks, key
+
+    def remove(self):
+        self._hooks.pop(self._key, None)
+
+
+def _register(hooks, hook):
+    if not callable(hook):
+        raise ValueError(f"a hook must be callable, got {type(hook).__name__}")
+    key = next(_hook_ids)
+    hooks[key] = hook
+    return RemovableHandle(hooks, key)
 
 
 class Parameter:
@@ -42,9 +93,10 @@ class Parameter:
         self.data = data
         self.grad = None
         self.requires_grad = requires_grad
+        self._post_accumulate_grad_hooks = {}
 
     def accumulate_grad(self, g):
-        """Add ``g`` to ``grad`` (PyTorch's accumulation semantics).
+        """Add ``g`` to ``grad`` (PyTorch's accumulation semantics), then run the post-accumulate hooks.
 
         ``g`` must be a fresh array that nothing else holds: it may be stored
         as is and later added to in place.
@@ -55,6 +107,16 @@ class Parameter:
             self.grad = g
         else:
             self.grad += g
+        for hook in list(self._post_accumulate_grad_hooks.values()):
+            hook(self)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` each time ``accumulate_grad`` has added to ``grad``; returns a handle.
+
+        As PyTorch's hook of the same name: ``DistributedDataParallel``
+        uses it to send a gradient as soon as backward has computed it.
+        """
+        return _register(self._post_accumulate_grad_hooks, hook)
 
     @property
     def shape(self):
@@ -84,6 +146,8 @@ class Module:
         self.keep_eval = False
         self.output_shape = None
         self._buffer_names = []
+        self._forward_hooks = {}
+        self._backward_hooks = {}
 
     # -- the two passes -------------------------------------------------------
 
@@ -94,10 +158,37 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, *inputs):
+        """``forward(*inputs)``, then the forward hooks."""
         out = self.forward(*inputs)
         # Remembered for summary(): the table of output shapes.
         self.output_shape = getattr(out, "shape", None)
+        for hook in list(self._forward_hooks.values()):
+            hook(self, inputs, out)
         return out
+
+    def run_backward(self, dout, **options):
+        """``backward(dout, **options)``, then the backward hooks: how a parent calls its children's backward.
+
+        ``options`` go to ``backward`` as they are (``need_input_grad`` of a
+        first convolution).
+        """
+        dx = self.backward(dout, **options)
+        for hook in list(self._backward_hooks.values()):
+            hook(self, dx, dout)
+        return dx
+
+    # -- hooks (see the module docstring) -------------------------------------
+
+    def register_forward_hook(self, hook):
+        """Call ``hook(module, inputs, output)`` after each ``module(*inputs)``; returns a handle."""
+        return _register(self._forward_hooks, hook)
+
+    def register_full_backward_hook(self, hook):
+        """Call ``hook(module, grad_input, grad_output)`` after each ``module.run_backward``; returns a handle.
+
+        ``grad_input`` is what backward returned, ``grad_output`` its ``dout``.
+        """
+        return _register(self._backward_hooks, hook)
 
     # -- walking the tree ----------------------------------------------------
 

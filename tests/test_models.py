@@ -204,3 +204,66 @@ def test_need_input_grad_false_returns_none_with_the_same_parameter_grads(factor
     assert model.backward(dout) is None
     for p, g in zip(model.parameters(), grads):
         np.testing.assert_allclose(p.grad, g, rtol=1e-10, atol=1e-12)
+
+
+# -- the backward that stops below the lowest trainable part (models/base.py) ------------------
+
+EVERY_FAMILY = [
+    (lambda: M.resnet20(num_classes=3), (2, 3, 8, 8)),
+    (lambda: M.resnet20(num_classes=3, shortcut="B"), (2, 3, 8, 8)),
+    (lambda: M.plain20(num_classes=3), (2, 3, 8, 8)),
+    (lambda: M.ResNet(M.BasicBlock, [1, 1, 1, 1], num_classes=3), (2, 3, 32, 32)),
+    (lambda: M.ResNet(M.Bottleneck, [1, 1, 1, 1], num_classes=3, groups=2, width_per_group=4), (2, 3, 32, 32)),
+    (lambda: M.preact_resnet20(num_classes=3), (2, 3, 8, 8)),
+    (lambda: M.wrn(10, 2, num_classes=3), (2, 3, 8, 8)),
+    (lambda: M.cifar_resnext(11, 4, 4, base_planes=16, num_classes=3), (2, 3, 8, 8)),
+]
+FAMILY_IDS = [
+    "resnet20-A", "resnet20-B", "plain20", "resnet-imagenet", "resnext-imagenet", "preact20", "wrn", "resnext",
+]
+
+
+@pytest.mark.parametrize("factory,shape", EVERY_FAMILY, ids=FAMILY_IDS)
+def test_backward_of_a_frozen_prefix_gives_the_full_backwards_gradients_and_stops_early(factory, shape):
+    """Freeze parts[:k] for every k: the trainable parameters get the gradients of the full backward,
+    the frozen ones none, and no part below the lowest trainable one runs its backward."""
+    model = factory().astype("float64")
+    x = randn(*shape)
+    dout = randn(*model(x).shape, seed=1)
+    model.backward(dout)
+    full = {name: p.grad.copy() for name, p in model.named_parameters()}
+    parts = model.parts()
+    assert [type(m).__name__ for m in parts[-3:]] == ["GlobalAvgPool2d", "Flatten", "Linear"]
+    ran = []
+    for i, part in enumerate(parts):
+        part.register_full_backward_hook(lambda m, dx, d, i=i: ran.append(i))
+    model.need_input_grad = False
+
+    def check(lowest_trainable):
+        ran.clear()
+        model.zero_grad()
+        model(x)
+        assert model.backward(dout) is None
+        assert sorted(ran) == list(range(lowest_trainable, len(parts)))
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                np.testing.assert_allclose(p.grad, full[name], rtol=1e-10, atol=1e-12, err_msg=name)
+            else:
+                assert p.grad is None, name
+
+    for k in range(len(parts) + 1):
+        for i, part in enumerate(parts):
+            part.requires_grad_(i >= k)
+        check(next((i for i in range(k, len(parts)) if list(parts[i].parameters())), len(parts)))
+    # One batch norm deep in the first stage is enough to take backward down to it.
+    model.requires_grad_(False)
+    model.layer1[0].bn1.requires_grad_(True)
+    check(parts.index(model.layer1))
+
+
+def test_every_family_is_one_network_base():
+    for factory, _ in EVERY_FAMILY:
+        model = factory()
+        assert isinstance(model, M.Network) and model.stem()[0] is model.conv1 and model.head()[-1] is model.fc
+        assert model.stages() == [getattr(model, f"layer{i + 1}") for i in range(len(model.stages()))]
+        assert "forward" not in vars(type(model)) and "backward" not in vars(type(model))

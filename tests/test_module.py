@@ -554,3 +554,79 @@ def test_batchnorm_init():
     assert all(a.dtype == np.float32 for a in (bn.weight.data, bn.bias.data, bn.running_mean, bn.running_var))
     assert bn.weight.requires_grad and bn.bias.requires_grad
     assert bn.weight.grad is None
+
+
+# -- hooks -------------------------------------------------------------------------------------
+
+def test_forward_hook_runs_in_call_not_in_forward_and_is_removable():
+    layer, seen = ReLU(), []
+    handle = layer.register_forward_hook(lambda module, inputs, out: seen.append((module, inputs, out)))
+    x = np.array([[-1.0, 2.0]])
+    out = layer(x)
+    assert len(seen) == 1 and seen[0][0] is layer and seen[0][1][0] is x and seen[0][2] is out
+    layer.forward(x)  # the computation alone, as PyTorch's forward: no hooks
+    assert len(seen) == 1
+    handle.remove()
+    layer(x)
+    assert len(seen) == 1
+    handle.remove()  # a second remove is harmless
+    with pytest.raises(ValueError, match="hook must be callable"):
+        layer.register_forward_hook("not a function")
+
+
+def test_backward_hook_runs_in_run_backward_with_the_gradients_in_order_of_registration():
+    layer, seen = Linear(3, 2).astype("float64"), []
+    layer.register_full_backward_hook(lambda module, dx, dout: seen.append(("first", module, dx, dout)))
+    handle = layer.register_full_backward_hook(lambda module, dx, dout: seen.append(("second", module, dx, dout)))
+    x, dout = np.ones((4, 3)), np.ones((4, 2))
+    layer(x)
+    dx = layer.run_backward(dout)
+    assert [s[0] for s in seen] == ["first", "second"]
+    assert seen[0][1] is layer and seen[0][2] is dx and seen[0][3] is dout
+    np.testing.assert_array_equal(dx, layer.backward(dout))  # the same computation, without the hooks
+    assert len(seen) == 2
+    handle.remove()
+    layer.run_backward(dout)
+    assert [s[0] for s in seen] == ["first", "second", "first"]
+
+
+def test_post_accumulate_grad_hook_sees_the_accumulated_gradient():
+    p, seen = Parameter(np.zeros(3)), []
+    handle = p.register_post_accumulate_grad_hook(lambda param: seen.append(param.grad.copy()))
+    p.accumulate_grad(np.ones(3))
+    p.accumulate_grad(np.full(3, 2.0))
+    np.testing.assert_array_equal(seen[0], np.ones(3))
+    np.testing.assert_array_equal(seen[1], np.full(3, 3.0))  # after the addition, not before
+    handle.remove()
+    p.accumulate_grad(np.ones(3))
+    assert len(seen) == 2
+
+
+def network_of_every_family():
+    from resnet_np import models as M
+    return [M.resnet20(shortcut="B"), M.resnet18(num_classes=3), M.preact_resnet20(num_classes=3),
+            M.wrn(10, 1, dropout=0.3, num_classes=3), M.cifar_resnext(11, 4, 4, base_planes=16, num_classes=3),
+            M.plain20(num_classes=3)]
+
+
+@pytest.mark.parametrize("index", range(6), ids=["resnet20-B", "resnet18", "preact20", "wrn", "resnext", "plain20"])
+def test_every_layer_runs_its_hooks_once_in_a_networks_passes(index):
+    """The networks, blocks and Sequential call their layers through ``__call__`` and ``run_backward``.
+
+    A block whose backward called ``self.bn2.backward(d)`` instead would skip
+    bn2's hooks, and the NaN search and any tool on the hooks would not see it.
+    """
+    model = network_of_every_family()[index]
+    forward_calls, backward_calls, accumulated = [], [], []
+    for name, module in model.named_modules():
+        module.register_forward_hook(lambda m, inputs, out, name=name: forward_calls.append(name))
+        module.register_full_backward_hook(lambda m, dx, dout, name=name: backward_calls.append(name))
+    for name, p in model.named_parameters():
+        p.register_post_accumulate_grad_hook(lambda p, name=name: accumulated.append(name))
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    out = model(x)
+    model.run_backward(np.ones_like(out))
+    names = sorted(name for name, _ in model.named_modules())
+    assert sorted(forward_calls) == names
+    assert sorted(backward_calls) == names
+    assert sorted(accumulated) == sorted(name for name, _ in model.named_parameters())

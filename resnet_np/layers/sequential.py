@@ -9,7 +9,8 @@ class Sequential(Module):
     The modules are attributes named "0", "1", ... so their parameters get
     PyTorch's keys (``downsample.0.weight``, ``downsample.1.running_mean``).
     Backward is the chain rule read from the end: each module turns the
-    gradient of its output into the gradient of its input.
+    gradient of its output into the gradient of its input (through
+    ``run_backward``, so that the modules' backward hooks run: see module.py).
     """
 
     def __init__(self, *modules):
@@ -43,5 +44,5 @@ class Sequential(Module):
 
     def backward(self, dout):
         for module in reversed(list(self)):
-            dout = module.backward(dout)
+            dout = module.run_backward(dout)
         return dout

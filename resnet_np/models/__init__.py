@@ -1,5 +1,6 @@
 """Residual networks built from ``resnet_np.layers``: the blocks and the families of the paper."""
 
+from .base import Network
 from .basic_block import BasicBlock
 from .bottleneck import Bottleneck
 from .cifar import (
@@ -63,7 +64,7 @@ ARCHITECTURES = {
 }
 
 __all__ = [
-    "ARCHITECTURES", "BasicBlock", "Bottleneck", "CifarResNeXt", "CifarResNet", "PreActBasicBlock",
+    "ARCHITECTURES", "BasicBlock", "Bottleneck", "CifarResNeXt", "CifarResNet", "Network", "PreActBasicBlock",
     "PreActBottleneck", "PreActResNet", "ResNet", "ShortcutA", "WideResNet", "cifar_resnext", "flops", "load",
     "load_torch_state_dict", "plain18", "plain20", "plain32", "plain34", "plain44", "plain56", "plain110",
     "preact_resnet20", "preact_resnet110", "preact_resnet164", "preact_resnet1001", "resnet18", "resnet20",

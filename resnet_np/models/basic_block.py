@@ -17,6 +17,11 @@ class BasicBlock(Module):
 
     ``residual=False`` removes the shortcut: the "plain" network of the
     paper's degradation experiment, otherwise identical.
+
+    Backward is the chain rule, layer by layer from the end: the gradient
+    splits at the addition and is summed where x fed both paths. Each layer
+    is called through ``run_backward``: its ``backward`` plus the hooks a
+    tool may have registered on it (module.py).
     """
 
     expansion = 1
@@ -42,21 +47,21 @@ class BasicBlock(Module):
         return self.relu2(out)
 
     def backward(self, dout):
-        dout = self.relu2.backward(dout)
+        dout = self.relu2.run_backward(dout)
         if self.residual:
             # The gradient splits at the addition: both paths receive all of it.
-            d_branch, d_identity = self.add.backward(dout)
+            d_branch, d_identity = self.add.run_backward(dout)
         else:
             d_branch = dout
         # Residual branch, last layer first.
-        d_branch = self.bn2.backward(d_branch)
-        d_branch = self.conv2.backward(d_branch)
-        d_branch = self.relu1.backward(d_branch)
-        d_branch = self.bn1.backward(d_branch)
-        dx_branch = self.conv1.backward(d_branch)
+        d_branch = self.bn2.run_backward(d_branch)
+        d_branch = self.conv2.run_backward(d_branch)
+        d_branch = self.relu1.run_backward(d_branch)
+        d_branch = self.bn1.run_backward(d_branch)
+        dx_branch = self.conv1.run_backward(d_branch)
         if not self.residual:
             return dx_branch
         # Shortcut.
-        dx_shortcut = d_identity if self.downsample is None else self.downsample.backward(d_identity)
+        dx_shortcut = d_identity if self.downsample is None else self.downsample.run_backward(d_identity)
         # x fed both paths, so its gradient is the sum of the two.
         return dx_branch + dx_shortcut

@@ -26,6 +26,9 @@ class Bottleneck(Module):
     weights and FLOPs, 1/32 of a dense 128 -> 128 convolution. The wide
     ResNets keep ``groups=1`` and double ``base_width`` (128): the 1x1s
     and the 3x3 are twice as wide, the block's output is not.
+
+    Backward is the chain rule as in ``BasicBlock``, each layer called
+    through ``run_backward`` (its ``backward`` plus its hooks, module.py).
     """
 
     expansion = 4
@@ -63,24 +66,24 @@ class Bottleneck(Module):
         return self.relu3(out)
 
     def backward(self, dout):
-        dout = self.relu3.backward(dout)
+        dout = self.relu3.run_backward(dout)
         if self.residual:
             # The gradient splits at the addition: both paths receive all of it.
-            d_branch, d_identity = self.add.backward(dout)
+            d_branch, d_identity = self.add.run_backward(dout)
         else:
             d_branch = dout
         # Residual branch, last layer first. The grouped conv2 keeps its groups apart in backward too.
-        d_branch = self.bn3.backward(d_branch)
-        d_branch = self.conv3.backward(d_branch)
-        d_branch = self.relu2.backward(d_branch)
-        d_branch = self.bn2.backward(d_branch)
-        d_branch = self.conv2.backward(d_branch)
-        d_branch = self.relu1.backward(d_branch)
-        d_branch = self.bn1.backward(d_branch)
-        dx_branch = self.conv1.backward(d_branch)
+        d_branch = self.bn3.run_backward(d_branch)
+        d_branch = self.conv3.run_backward(d_branch)
+        d_branch = self.relu2.run_backward(d_branch)
+        d_branch = self.bn2.run_backward(d_branch)
+        d_branch = self.conv2.run_backward(d_branch)
+        d_branch = self.relu1.run_backward(d_branch)
+        d_branch = self.bn1.run_backward(d_branch)
+        dx_branch = self.conv1.run_backward(d_branch)
         if not self.residual:
             return dx_branch
         # Shortcut.
-        dx_shortcut = d_identity if self.downsample is None else self.downsample.backward(d_identity)
+        dx_shortcut = d_identity if self.downsample is None else self.downsample.run_backward(d_identity)
         # x fed both paths, so its gradient is the sum of the two.
         return dx_branch + dx_shortcut

@@ -10,20 +10,19 @@ A (parameter-free: subsample and pad with zero channels, the paper's
 choice for CIFAR) or option B (a 1x1 projection and batch norm, named
 ``downsample`` as in torchvision).
 
-For fine-tuning, ``reset_classifier(num_classes)`` puts a fresh ``fc`` on
-the network, and ``need_input_grad = False`` lets backward stop below the
-last trainable layer (see ``backward``).
+The stem (conv1, bn1, relu), the stages and the head (avgpool, flatten,
+fc) run forward and backward in ``Network`` (base.py), which also gives
+``reset_classifier(num_classes)`` and ``need_input_grad`` for fine-tuning.
 """
 
-from ..backend import backend_of
 from ..layers import BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, Linear, ReLU, Sequential
-from ..module import Module
 from . import pretrained
+from .base import Network
 from .basic_block import BasicBlock
 from .shortcut import ShortcutA
 
 
-class CifarResNet(Module):
+class CifarResNet(Network):
     """``CifarResNet(n)``: three stages of ``n`` BasicBlocks each, 6n + 2 layers in all."""
 
     def __init__(self, n, num_classes=10, in_channels=3, shortcut="A", residual=True):
@@ -42,22 +41,15 @@ class CifarResNet(Module):
         self.avgpool = GlobalAvgPool2d()
         self.flatten = Flatten()
         self.fc = Linear(64, num_classes)
-        # Training never uses the gradient of the images; False lets backward skip a frozen prefix.
-        self.need_input_grad = True
 
-    def reset_classifier(self, num_classes):
-        """Replace ``fc`` by a new, freshly initialised ``Linear(64, num_classes)``; returns it.
+    def stem(self):
+        return [self.conv1, self.bn1, self.relu]
 
-        The first step of transfer learning: keep the features, learn a
-        new head for the new classes. The new layer takes the dtype and
-        device of the old one, and ``config`` follows, so ``save``/``load``
-        rebuild the network with its new number of classes.
-        """
-        old = self.fc
-        self.fc = Linear(old.in_features, num_classes).astype(old.weight.dtype).to(backend_of(old.weight.data))
-        if getattr(self, "config", None) is not None:
-            self.config = dict(self.config, num_classes=num_classes)
-        return self.fc
+    def stages(self):
+        return [self.layer1, self.layer2, self.layer3]
+
+    def head(self):
+        return [self.avgpool, self.flatten, self.fc]
 
     def _make_layer(self, planes, blocks, stride=1):
         downsample = None
@@ -72,41 +64,6 @@ class CifarResNet(Module):
         for _ in range(1, blocks):
             layers.append(BasicBlock(planes, planes, residual=self.residual))
         return Sequential(*layers)
-
-    def forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        return self.fc(self.flatten(self.avgpool(x)))
-
-    def backward(self, dout):
-        """dL/dx from dL/dlogits; parameter gradients accumulate into ``.grad``.
-
-        With ``need_input_grad = False`` it returns None: the first convolution
-        skips the gradient of the images, and backward stops as soon as nothing
-        below has a parameter to train (a frozen backbone): the rest of the
-        chain rule would only compute gradients nobody uses.
-        """
-        d = self.avgpool.backward(self.flatten.backward(self.fc.backward(dout)))
-        if self._frozen_below(self.layer3, self.layer2, self.layer1, self.bn1, self.conv1):
-            return None
-        d = self.layer3.backward(d)
-        if self._frozen_below(self.layer2, self.layer1, self.bn1, self.conv1):
-            return None
-        d = self.layer2.backward(d)
-        if self._frozen_below(self.layer1, self.bn1, self.conv1):
-            return None
-        d = self.layer1.backward(d)
-        if self._frozen_below(self.bn1, self.conv1):
-            return None
-        return self.conv1.backward(self.bn1.backward(self.relu.backward(d)), need_input_grad=self.need_input_grad)
-
-    def _frozen_below(self, *modules):
-        """True when backward may stop here: no input gradient wanted, nothing in ``modules`` trainable."""
-        if self.need_input_grad:
-            return False
-        return not any(p.requires_grad for m in modules for p in m.parameters())
 
 
 def _build(arch, n, num_classes, in_channels, shortcut, residual, weights=None):

@@ -29,9 +29,11 @@ Where a block changes the resolution or the width, the shortcut is a bare
 1x1 convolution (``downsample``, with the stride; no batch norm, no bias)
 reading the *pre-activated* input relu(bn1(x)), as in the paper's code;
 elsewhere the shortcut is x itself.
+
+The blocks' backward passes call each layer through ``run_backward``: its
+``backward`` plus the hooks a tool may have registered on it (module.py).
 """
 
-from ..backend import backend_of
 from ..checks import positive_int
 from ..layers import (
     Add,
@@ -46,6 +48,7 @@ from ..layers import (
 )
 from ..layers.dropout import dropout_probability
 from ..module import Module
+from .base import Network
 
 
 class PreActBasicBlock(Module):
@@ -87,19 +90,19 @@ class PreActBasicBlock(Module):
 
     def backward(self, dout):
         # The gradient splits at the addition: both the branch and the shortcut receive all of it.
-        d_branch, d_shortcut = self.add.backward(dout)
+        d_branch, d_shortcut = self.add.run_backward(dout)
         # Residual branch, last layer first.
-        d_branch = self.conv2.backward(d_branch)
+        d_branch = self.conv2.run_backward(d_branch)
         if self.dropout is not None:
-            d_branch = self.dropout.backward(d_branch)
-        d_branch = self.bn2.backward(self.relu2.backward(d_branch))
-        d_pre = self.conv1.backward(d_branch)
+            d_branch = self.dropout.run_backward(d_branch)
+        d_branch = self.bn2.run_backward(self.relu2.run_backward(d_branch))
+        d_pre = self.conv1.run_backward(d_branch)
         if self.downsample is None:
             # x fed bn1 and the identity shortcut: its gradient is the sum of the two.
-            return self.bn1.backward(self.relu1.backward(d_pre)) + d_shortcut
+            return self.bn1.run_backward(self.relu1.run_backward(d_pre)) + d_shortcut
         # pre fed conv1 and the downsample: their gradients are summed before going back through bn1.
-        d_pre = d_pre + self.downsample.backward(d_shortcut)
-        return self.bn1.backward(self.relu1.backward(d_pre))
+        d_pre = d_pre + self.downsample.run_backward(d_shortcut)
+        return self.bn1.run_backward(self.relu1.run_backward(d_pre))
 
 
 class PreActBottleneck(Module):
@@ -142,31 +145,31 @@ class PreActBottleneck(Module):
 
     def backward(self, dout):
         # The gradient splits at the addition: both the branch and the shortcut receive all of it.
-        d_branch, d_shortcut = self.add.backward(dout)
+        d_branch, d_shortcut = self.add.run_backward(dout)
         # Residual branch, last layer first.
-        d_branch = self.conv3.backward(d_branch)
-        d_branch = self.bn3.backward(self.relu3.backward(d_branch))
-        d_branch = self.conv2.backward(d_branch)
-        d_branch = self.bn2.backward(self.relu2.backward(d_branch))
-        d_pre = self.conv1.backward(d_branch)
+        d_branch = self.conv3.run_backward(d_branch)
+        d_branch = self.bn3.run_backward(self.relu3.run_backward(d_branch))
+        d_branch = self.conv2.run_backward(d_branch)
+        d_branch = self.bn2.run_backward(self.relu2.run_backward(d_branch))
+        d_pre = self.conv1.run_backward(d_branch)
         if self.downsample is None:
             # x fed bn1 and the identity shortcut: its gradient is the sum of the two.
-            return self.bn1.backward(self.relu1.backward(d_pre)) + d_shortcut
+            return self.bn1.run_backward(self.relu1.run_backward(d_pre)) + d_shortcut
         # pre fed conv1 and the downsample: their gradients are summed before going back through bn1.
-        d_pre = d_pre + self.downsample.backward(d_shortcut)
-        return self.bn1.backward(self.relu1.backward(d_pre))
+        d_pre = d_pre + self.downsample.run_backward(d_shortcut)
+        return self.bn1.run_backward(self.relu1.run_backward(d_pre))
 
 
-class PreActResNet(Module):
+class PreActResNet(Network):
     """``PreActResNet(block, n)``: three stages of ``n`` pre-activation blocks each.
 
     ``widen_factor`` k multiplies the stage widths (16k, 32k, 64k; the stem
     stays at 16) and ``dropout`` goes between the convolutions of every
     ``PreActBasicBlock``: the two knobs of the Wide ResNets (see ``wide.py``).
 
-    For fine-tuning, ``reset_classifier(num_classes)`` puts a fresh ``fc`` on
-    the network, and ``need_input_grad = False`` lets backward stop below the
-    last trainable layer (see ``backward``).
+    The stem is conv1 alone; the head starts with the last ``bn`` and ReLU
+    (avgpool, flatten and fc follow). ``Network`` (base.py) runs them, with
+    ``reset_classifier`` and ``need_input_grad`` for fine-tuning.
     """
 
     def __init__(self, block, n, num_classes=10, in_channels=3, widen_factor=1, dropout=0.0):
@@ -188,8 +191,16 @@ class PreActResNet(Module):
         self.avgpool = GlobalAvgPool2d()
         self.flatten = Flatten()
         self.fc = Linear(self.in_planes, num_classes)
-        # Training never uses the gradient of the images; False lets backward skip a frozen prefix.
-        self.need_input_grad = True
+
+    def stem(self):
+        return [self.conv1]
+
+    def stages(self):
+        return [self.layer1, self.layer2, self.layer3]
+
+    def head(self):
+        # The last block's sum has been through no batch norm or ReLU yet.
+        return [self.bn, self.relu, self.avgpool, self.flatten, self.fc]
 
     def _make_layer(self, planes, blocks, stride):
         """One stage: the first block may change resolution and width (and has the downsample)."""
@@ -201,57 +212,6 @@ class PreActResNet(Module):
                 layers.append(self.block(self.in_planes, planes, stride if i == 0 else 1))
             self.in_planes = planes * self.block.expansion
         return Sequential(*layers)
-
-    def reset_classifier(self, num_classes):
-        """Replace ``fc`` by a new, freshly initialised ``Linear(features, num_classes)``; returns it.
-
-        The new layer takes the dtype and device of the old one, and
-        ``config`` follows, so ``save``/``load`` rebuild the network with its
-        new number of classes.
-        """
-        old = self.fc
-        self.fc = Linear(old.in_features, num_classes).astype(old.weight.dtype).to(backend_of(old.weight.data))
-        if getattr(self, "config", None) is not None:
-            self.config = dict(self.config, num_classes=num_classes)
-        return self.fc
-
-    def forward(self, x):
-        x = self.conv1(x)
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        x = self.relu(self.bn(x))
-        return self.fc(self.flatten(self.avgpool(x)))
-
-    def backward(self, dout):
-        """dL/dx from dL/dlogits; parameter gradients accumulate into ``.grad``.
-
-        With ``need_input_grad = False`` it returns None: the first convolution
-        skips the gradient of the images, and backward stops as soon as nothing
-        below has a parameter to train (a frozen backbone).
-        """
-        d = self.avgpool.backward(self.flatten.backward(self.fc.backward(dout)))
-        if self._frozen_below(self.bn, self.layer3, self.layer2, self.layer1, self.conv1):
-            return None
-        d = self.bn.backward(self.relu.backward(d))
-        if self._frozen_below(self.layer3, self.layer2, self.layer1, self.conv1):
-            return None
-        d = self.layer3.backward(d)
-        if self._frozen_below(self.layer2, self.layer1, self.conv1):
-            return None
-        d = self.layer2.backward(d)
-        if self._frozen_below(self.layer1, self.conv1):
-            return None
-        d = self.layer1.backward(d)
-        if self._frozen_below(self.conv1):
-            return None
-        return self.conv1.backward(d, need_input_grad=self.need_input_grad)
-
-    def _frozen_below(self, *modules):
-        """True when backward may stop here: no input gradient wanted, nothing in ``modules`` trainable."""
-        if self.need_input_grad:
-            return False
-        return not any(p.requires_grad for m in modules for p in m.parameters())
 
 
 def _build(arch, block, n, num_classes, in_channels):

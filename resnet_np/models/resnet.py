@@ -17,12 +17,12 @@ The variants change only the bottleneck's 3x3 convolution (``Bottleneck``'s
 A torchvision checkpoint loads one to one: the state-dict keys and shapes
 are the same (``layer2.0.downsample.0.weight``, ``fc.bias``, ...).
 
-For fine-tuning, ``reset_classifier(num_classes)`` replaces the 1000-class
-head by a fresh one, and ``need_input_grad = False`` lets backward stop
-below the last trainable layer (see ``backward``).
+The stem (conv1, bn1, relu, maxpool), the four stages and the head
+(avgpool, flatten, fc) run forward and backward in ``Network`` (base.py),
+which also gives ``reset_classifier(num_classes)`` (a new head instead of
+ImageNet's 1000 classes) and ``need_input_grad`` for fine-tuning.
 """
 
-from ..backend import backend_of
 from ..checks import positive_int
 from ..layers import (
     BatchNorm2d,
@@ -34,12 +34,12 @@ from ..layers import (
     ReLU,
     Sequential,
 )
-from ..module import Module
+from .base import Network
 from .basic_block import BasicBlock
 from .bottleneck import Bottleneck
 
 
-class ResNet(Module):
+class ResNet(Network):
     """``ResNet(block, layers)``: ``layers[i]`` blocks in stage i, as torchvision's ``ResNet``.
 
     ``residual=False`` builds the plain twin: the same layers without shortcuts.
@@ -70,22 +70,15 @@ class ResNet(Module):
         self.avgpool = GlobalAvgPool2d()
         self.flatten = Flatten()
         self.fc = Linear(512 * block.expansion, num_classes)
-        # Training never uses the gradient of the images; False lets backward skip a frozen prefix.
-        self.need_input_grad = True
 
-    def reset_classifier(self, num_classes):
-        """Replace ``fc`` by a new, freshly initialised ``Linear(features, num_classes)``; returns it.
+    def stem(self):
+        return [self.conv1, self.bn1, self.relu, self.maxpool]
 
-        Swaps ImageNet's 1000-class head for one sized to the new task.
-        The new layer takes the dtype and device of the old one, and
-        ``config`` follows, so ``save``/``load`` rebuild the network with
-        its new number of classes.
-        """
-        old = self.fc
-        self.fc = Linear(old.in_features, num_classes).astype(old.weight.dtype).to(backend_of(old.weight.data))
-        if getattr(self, "config", None) is not None:
-            self.config = dict(self.config, num_classes=num_classes)
-        return self.fc
+    def stages(self):
+        return [self.layer1, self.layer2, self.layer3, self.layer4]
+
+    def head(self):
+        return [self.avgpool, self.flatten, self.fc]
 
     def _make_layer(self, block, planes, blocks, stride=1):
         """One stage: the first block may change resolution and width; the rest keep them."""
@@ -106,46 +99,6 @@ class ResNet(Module):
             return block(inplanes, planes, stride, downsample, groups=self.groups, base_width=self.base_width,
                          residual=self.residual)
         return block(inplanes, planes, stride, downsample, residual=self.residual)
-
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        x = self.layer4(x)
-        return self.fc(self.flatten(self.avgpool(x)))
-
-    def backward(self, dout):
-        """dL/dx from dL/dlogits; parameter gradients accumulate into ``.grad``.
-
-        With ``need_input_grad = False`` it returns None: the first convolution
-        skips the gradient of the images, and backward stops as soon as nothing
-        below has a parameter to train (a frozen backbone): the
-        rest of the chain rule would only compute gradients nobody uses.
-        """
-        d = self.avgpool.backward(self.flatten.backward(self.fc.backward(dout)))
-        if self._frozen_below(self.layer4, self.layer3, self.layer2, self.layer1, self.bn1, self.conv1):
-            return None
-        d = self.layer4.backward(d)
-        if self._frozen_below(self.layer3, self.layer2, self.layer1, self.bn1, self.conv1):
-            return None
-        d = self.layer3.backward(d)
-        if self._frozen_below(self.layer2, self.layer1, self.bn1, self.conv1):
-            return None
-        d = self.layer2.backward(d)
-        if self._frozen_below(self.layer1, self.bn1, self.conv1):
-            return None
-        d = self.layer1.backward(d)
-        if self._frozen_below(self.bn1, self.conv1):
-            return None
-        d = self.bn1.backward(self.relu.backward(self.maxpool.backward(d)))
-        return self.conv1.backward(d, need_input_grad=self.need_input_grad)
-
-    def _frozen_below(self, *modules):
-        """True when backward may stop here: no input gradient wanted, nothing in ``modules`` trainable."""
-        if self.need_input_grad:
-            return False
-        return not any(p.requires_grad for m in modules for p in m.parameters())
 
 
 def _build(arch, block, layers, num_classes, in_channels, residual):

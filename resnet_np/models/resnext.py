@@ -22,7 +22,6 @@ width_per_group, base_planes)`` builds smaller ones: ``base_planes`` is the
 stem's width and layer1's planes (64 in the paper), doubled at each stage.
 """
 
-from ..backend import backend_of
 from ..checks import positive_int
 from ..layers import (
     BatchNorm2d,
@@ -33,16 +32,15 @@ from ..layers import (
     ReLU,
     Sequential,
 )
-from ..module import Module
+from .base import Network
 from .bottleneck import Bottleneck
 
 
-class CifarResNeXt(Module):
+class CifarResNeXt(Network):
     """``CifarResNeXt(n, groups, width_per_group)``: three stages of ``n`` grouped bottlenecks, 9n + 2 layers.
 
-    For fine-tuning, ``reset_classifier(num_classes)`` puts a fresh ``fc`` on
-    the network, and ``need_input_grad = False`` lets backward stop below the
-    last trainable layer (see ``backward``).
+    Stem (conv1, bn1, relu), stages and head (avgpool, flatten, fc) run in
+    ``Network`` (base.py), with ``reset_classifier`` and ``need_input_grad``.
     """
 
     def __init__(self, n, groups, width_per_group, num_classes=10, in_channels=3, base_planes=64):
@@ -62,8 +60,15 @@ class CifarResNeXt(Module):
         self.avgpool = GlobalAvgPool2d()
         self.flatten = Flatten()
         self.fc = Linear(self.inplanes, num_classes)
-        # Training never uses the gradient of the images; False lets backward skip a frozen prefix.
-        self.need_input_grad = True
+
+    def stem(self):
+        return [self.conv1, self.bn1, self.relu]
+
+    def stages(self):
+        return [self.layer1, self.layer2, self.layer3]
+
+    def head(self):
+        return [self.avgpool, self.flatten, self.fc]
 
     def _make_layer(self, planes, blocks, stride):
         """One stage, as torchvision's: the first block has the stride and the 1x1 projection shortcut."""
@@ -78,53 +83,6 @@ class CifarResNeXt(Module):
         for _ in range(1, blocks):
             layers.append(Bottleneck(out_planes, planes, groups=self.groups, base_width=self.base_width))
         return Sequential(*layers)
-
-    def reset_classifier(self, num_classes):
-        """Replace ``fc`` by a new, freshly initialised ``Linear(features, num_classes)``; returns it.
-
-        The new layer takes the dtype and device of the old one, and
-        ``config`` follows, so ``save``/``load`` rebuild the network with its
-        new number of classes.
-        """
-        old = self.fc
-        self.fc = Linear(old.in_features, num_classes).astype(old.weight.dtype).to(backend_of(old.weight.data))
-        if getattr(self, "config", None) is not None:
-            self.config = dict(self.config, num_classes=num_classes)
-        return self.fc
-
-    def forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        return self.fc(self.flatten(self.avgpool(x)))
-
-    def backward(self, dout):
-        """dL/dx from dL/dlogits; parameter gradients accumulate into ``.grad``.
-
-        With ``need_input_grad = False`` it returns None: the first convolution
-        skips the gradient of the images, and backward stops as soon as nothing
-        below has a parameter to train (a frozen backbone).
-        """
-        d = self.avgpool.backward(self.flatten.backward(self.fc.backward(dout)))
-        if self._frozen_below(self.layer3, self.layer2, self.layer1, self.bn1, self.conv1):
-            return None
-        d = self.layer3.backward(d)
-        if self._frozen_below(self.layer2, self.layer1, self.bn1, self.conv1):
-            return None
-        d = self.layer2.backward(d)
-        if self._frozen_below(self.layer1, self.bn1, self.conv1):
-            return None
-        d = self.layer1.backward(d)
-        if self._frozen_below(self.bn1, self.conv1):
-            return None
-        return self.conv1.backward(self.bn1.backward(self.relu.backward(d)), need_input_grad=self.need_input_grad)
-
-    def _frozen_below(self, *modules):
-        """True when backward may stop here: no input gradient wanted, nothing in ``modules`` trainable."""
-        if self.need_input_grad:
-            return False
-        return not any(p.requires_grad for m in modules for p in m.parameters())
 
 
 def cifar_resnext(depth=None, groups=None, width_per_group=None, base_planes=64, num_classes=10, in_channels=3):
