@@ -8,9 +8,12 @@ class. The expected pixels are always Pillow's own ``convert("RGB")``.
 
 import io
 import os
+import signal
 
+import _hostile
 import numpy as np
 import pytest
+from _hostile import hostile_folder
 from PIL import Image
 
 from resnet_np import cli
@@ -18,7 +21,7 @@ from resnet_np import train as train_module
 from resnet_np.__main__ import main
 from resnet_np.checkpoint import load_checkpoint, read_training_config
 from resnet_np.data import Dataset, ImageFolder, split_per_class
-from resnet_np.data.folder import channel_stats
+from resnet_np.data.folder import ImageFileError, channel_stats
 
 RNG = np.random.default_rng(0)
 
@@ -208,9 +211,9 @@ def test_split_per_class_is_stratified_disjoint_and_follows_the_seed():
 # -- the command line ------------------------------------------------------------------------------
 
 
-def tiny_folder(root, per_class=12, size=8):
+def tiny_folder(root, per_class=12, size=8, seed=0):
     """Two learnable classes of small photos: bright on the left (class "left") or on the right."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for label, name in enumerate(["left", "right"]):
         for i in range(per_class):
             pixels = rng.integers(0, 80, (size, size, 3), dtype=np.uint8)
@@ -243,7 +246,7 @@ def test_cli_trains_resumes_and_evaluates_on_a_folder(tmp_path, monkeypatch, cap
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert main([*common, "--out", str(straight)]) == 0
     out = capsys.readouterr().out
-    assert "on folder:" in out and "20 images" in out  # 12 per class, 2 of them (20 %) held out
+    assert "on folder:" in out and "20 training images" in out  # 12 per class, 2 of them (20 %) held out
 
     config = read_training_config(straight / "checkpoint.npz")
     assert config["dataset"] == f"folder:{images}" and config["image_size"] == 8 and config["val_fraction"] == 0.2
@@ -281,14 +284,14 @@ def test_cli_finetunes_on_a_folder(tmp_path, capsys):
     pre = tmp_path / "pre"
     assert main(["train", "--dataset", f"folder:{images}", *TRAIN, "--epochs", "1", "--out", str(pre)]) == 0
     three = tiny_folder(tmp_path / "three", per_class=6)
-    tiny_folder(tmp_path / "extra", per_class=6)
+    tiny_folder(tmp_path / "extra", per_class=6, seed=1)  # not copies of three/left: one image has one label
     os.rename(tmp_path / "extra" / "left", three / "middle")
     capsys.readouterr()
     assert main(["finetune", "--from", str(pre / "checkpoint.npz"), "--dataset", f"folder:{three}",
                  "--image-size", "8", "--val-fraction", "0.5", "--epochs", "1", "--batch-size", "6", "--no-progress",
                  "--out", str(tmp_path / "ft")]) == 0
     out = capsys.readouterr().out
-    assert "new head fc (64 -> 3 classes)" in out and "9 training images, 9 test images" in out
+    assert "new head fc (64 -> 3 classes)" in out and "9 training images, 9 held-out images" in out
     assert main(["evaluate", "--checkpoint", str(tmp_path / "ft" / "checkpoint.npz")]) == 0
     assert f"on the 9 held-out images of folder:{three}" in capsys.readouterr().out
 
@@ -309,7 +312,7 @@ def test_cli_folder_errors_are_clear(tmp_path, capsys):
         assert "error: argument" in capsys.readouterr().err, bad
 
     # The folder options would do nothing for a named dataset: said before anything is loaded.
-    assert main(["train", "--dataset", "mnist", "--image-size", "8", "--data", str(tmp_path)]) == 1
+    assert main(["train", "--dataset", "mnist", "--image-size", "8", "--data", str(tmp_path)]) == 2  # bad arguments
     assert "--image-size applies to --dataset folder:PATH only" in capsys.readouterr().err
 
 
@@ -323,3 +326,162 @@ def test_cli_folder_helpers():
     from resnet_np.__main__ import dataset_argument
     assert dataset_argument("folder:rel/dir") == "folder:" + os.path.abspath("rel/dir")
     assert dataset_argument("fashion-mnist") == "fashion-mnist"
+
+
+# -- hostile folders (tests/_hostile.py): special files, links, loops, bit depths, modes, bombs, odd names --------
+
+
+@pytest.fixture
+def no_hang():
+    """A read that blocks (a FIFO opened for reading waits for a writer) fails the test after 20 s, not never."""
+    def alarm(signum, frame):
+        raise TimeoutError("the image folder reader blocked")
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_hostile_folder_lists_each_regular_file_once_and_says_what_it_skipped(tmp_path, no_hang):
+    h = hostile_folder(tmp_path / "pets")
+    said = []
+    folder = ImageFolder(h.root, log=said.append)
+    assert folder.classes == ["cat", "dog"]  # the linked class folder is no class
+    assert folder.samples == h.samples  # no loop, no link, no FIFO, no second hard link: one entry a file
+    assert not any(label == 0 and "/dog/" in path for path, label in folder.samples)
+    reasons = dict(folder.skipped)
+    for path, why in h.skipped.items():
+        if why != "same bytes":  # found by to_dataset, which reads the bytes
+            assert why in reasons[path], (path, reasons.get(path))
+    assert len(said) == 1 and said[0].count("\n") == len(folder.skipped)  # one line a skipped file
+    assert "pipe.png: a FIFO (named pipe), not a regular file" in said[0]
+    said[0].encode("utf-8")  # printable, though a name in the folder is not UTF-8
+
+
+def test_a_hostile_folder_refuses_every_unusable_file_by_name_at_once(tmp_path, no_hang):
+    h = hostile_folder(tmp_path / "pets")
+    folder = ImageFolder(h.root, log=None)
+    with pytest.raises(ImageFileError) as error:
+        folder.to_dataset(size=8)
+    message = str(error.value)
+    assert message.startswith(f"{len(h.refused)} files of image folder {h.root} cannot be used:")
+    lines = {line.strip().split(" ")[0]: line for line in message.splitlines()[1:]}
+    assert len(lines) == len(h.refused)
+    for path, why in h.refused.items():
+        assert why in lines[path], (path, lines.get(path))
+    assert error.value.__cause__ is None and error.value.__context__ is None  # no Pillow traceback chained
+
+
+def test_what_a_hostile_folder_gives_is_right_pixel_for_pixel_and_label_for_label(tmp_path, no_hang):
+    h = hostile_folder(tmp_path / "pets", refused=False)
+    said = []
+    folder = ImageFolder(h.root, log=said.append)
+    data = folder.to_dataset()
+    paths = [path for path, _ in folder.samples]
+    assert len(data) == len(h.samples) - 1 and all("z_copy" not in path for path in paths)  # the copy dropped
+    assert "z_copy.png: the same bytes as" in said[-1]
+    np.testing.assert_array_equal(data.labels, [label for _, label in folder.samples])
+    for path, want in h.expected.items():
+        if path in paths:
+            np.testing.assert_array_equal(data.images[paths.index(path)], want.transpose(2, 0, 1), err_msg=path)
+    assert len({image.tobytes() for image in data.images}) == len(data)  # no image twice: none in both splits
+    for path in paths:  # the other modes: what Pillow's own conversion gives
+        if "mode_" in path and "I16" not in path:
+            np.testing.assert_array_equal(data.images[paths.index(path)], pillow_rgb(path), err_msg=path)
+
+
+def test_a_symlink_loop_neither_multiplies_samples_nor_mislabels_nor_leaks_into_the_held_out_part(tmp_path, no_hang):
+    for label, name in enumerate(("cat", "dog")):
+        for i in range(4):
+            save(str(tmp_path / name / f"{i}.png"), Image.fromarray(noise(4, 4, seed=10 * label + i)))
+    os.symlink("..", tmp_path / "cat" / "loop")
+    data = ImageFolder(tmp_path, log=None).to_dataset()
+    assert len(data) == 8 and list(np.bincount(data.labels)) == [4, 4]
+    kept, held = split_per_class(data, 0.25)
+    assert not {i.tobytes() for i in kept.images} & {i.tobytes() for i in held.images}
+
+
+def test_a_fifo_that_appears_after_the_listing_is_refused_without_blocking(tmp_path, no_hang):
+    save(str(tmp_path / "a" / "0.png"), Image.fromarray(noise(4, 4)))
+    save(str(tmp_path / "a" / "1.png"), Image.fromarray(noise(4, 4, seed=1)))
+    folder = ImageFolder(tmp_path)
+    os.remove(tmp_path / "a" / "1.png")
+    _hostile.fifo(str(tmp_path / "a" / "1.png"))
+    with pytest.raises(ImageFileError, match="1.png is a FIFO"):
+        folder[1]
+    os.remove(tmp_path / "a" / "1.png")
+    os.symlink(tmp_path / "a" / "0.png", tmp_path / "a" / "1.png")
+    with pytest.raises(ImageFileError, match="1.png: a symbolic link: not followed"):
+        folder[1]
+
+
+def test_the_same_file_under_two_classes_is_refused(tmp_path):
+    save(str(tmp_path / "cat" / "0.png"), Image.fromarray(noise(4, 4)))
+    os.makedirs(tmp_path / "dog")
+    os.link(tmp_path / "cat" / "0.png", tmp_path / "dog" / "0.png")
+    with pytest.raises(ImageFileError, match="are the same file .hard links. in two classes"):
+        ImageFolder(tmp_path)
+    os.remove(tmp_path / "dog" / "0.png")
+    save(str(tmp_path / "dog" / "0.png"), Image.fromarray(noise(4, 4)))  # the same bytes, another file
+    with pytest.raises(ImageFileError, match="has the very bytes of .*cat/0.png, in another class"):
+        ImageFolder(tmp_path).to_dataset()
+
+
+@pytest.mark.parametrize("limit", [40, 20])  # 64 pixels: Pillow warns above the limit, fails above twice it
+def test_a_decompression_bomb_is_refused_by_name_whether_pillow_warns_or_fails(tmp_path, monkeypatch, limit):
+    save(str(tmp_path / "a" / "big.png"), Image.fromarray(noise(8, 8)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with pytest.raises(ImageFileError, match=r"big.png is 8x8 pixels .* decompression bomb"):
+        ImageFolder(tmp_path)[0]
+
+
+@pytest.mark.parametrize("name, data, fragment", [
+    ("jpeg.png", _hostile.encoded(Image.fromarray(noise(4, 4)), "JPEG"), "is a JPEG file, not PNG as its name says: "
+                                                                          "rename it to jpeg.jpg"),
+    ("png.jpg", _hostile.encoded(Image.fromarray(noise(4, 4)), "PNG"), "is a PNG file, not JPEG"),
+    ("eps.png", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n", "cannot be read as an image"),
+    ("float.tif", _hostile.mode_image("F")[0], "32-bit floating-point pixels (mode F)"),
+    ("int32.tif", _hostile.mode_image("I")[0], "32-bit integer pixels (mode I)"),
+])
+def test_a_file_that_is_not_what_it_says_or_has_no_8_bit_meaning_is_refused_by_name(tmp_path, name, data, fragment):
+    _hostile.write(str(tmp_path / "a" / name), data)
+    with pytest.raises(ImageFileError) as error:
+        ImageFolder(tmp_path)[0]
+    assert str(error.value).startswith(str(tmp_path / "a" / name)) and fragment in str(error.value)
+
+
+def test_16_bit_images_keep_their_high_byte_and_other_modes_convert_as_pillow_does(tmp_path):
+    _hostile.write(str(tmp_path / "a" / "gray16.png"), _hostile.png16_gray(0xABCD))
+    data, want = _hostile.png16_rgb()
+    _hostile.write(str(tmp_path / "a" / "rgb16.png"), data)
+    folder = ImageFolder(tmp_path)
+    assert (folder[0][0] == 0xAB).all()  # Pillow's own convert("RGB") gives 255 everywhere
+    np.testing.assert_array_equal(folder[1][0], want.transpose(2, 0, 1))
+
+
+def test_names_that_are_not_utf8_are_read_and_shown(tmp_path, capsys):
+    cafe = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9"))
+    save(os.path.join(cafe, os.fsdecode(b"\xff.png")), Image.fromarray(noise(4, 4)))
+    _hostile.fifo(os.path.join(cafe, os.fsdecode(b"\xfe.png")))
+    folder = ImageFolder(tmp_path)
+    assert folder.classes == ["caf\\xe9"] and folder.class_to_idx == {"caf\\xe9": 0}
+    np.testing.assert_array_equal(folder[0][0], noise(4, 4).transpose(2, 0, 1))
+    assert "caf\\xe9/\\xfe.png: a FIFO" in capsys.readouterr().err
+    assert folder.to_dataset().classes == ("caf\\xe9",)
+
+
+def test_train_on_a_hostile_folder_neither_hangs_nor_mislabels(tmp_path, capsys, no_hang):
+    h = hostile_folder(tmp_path / "pets", refused=False)
+    assert main(["train", "--dataset", f"folder:{h.root}", *TRAIN, "--epochs", "1", "--val-fraction", "0.3",
+                 "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "pipe.png: a FIFO (named pipe), not a regular file" in err and "loop: a symbolic link" in err
+    checkpoint = load_checkpoint(tmp_path / "run" / "checkpoint.npz")
+    assert checkpoint.model.config["num_classes"] == 2
+    h2 = hostile_folder(tmp_path / "bad")
+    capsys.readouterr()
+    assert main(["train", "--dataset", f"folder:{h2.root}", *TRAIN, "--epochs", "1",
+                 "--out", str(tmp_path / "run2")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "bomb.png is 14000x14000 pixels" in err
