@@ -22,11 +22,12 @@ returns after its sub-modules' forwards did, so the innermost culprit is
 seen before the blocks that contain it; in backward, the layers run from
 the loss towards the input.
 
-How a module is watched: ``__call__`` and the blocks' backward passes look
-up ``module.forward`` and ``module.backward`` on the module object, so
-setting an attribute of that name on the object (not on its class) puts a
-checking wrapper in front of the real method for this one object. The
-wrappers are removed afterwards, and the batch-norm running statistics the
+How a module is watched: through the hooks of ``Module`` (module.py). A
+forward hook on every module checks its output; a backward hook checks the
+gradient it returns and its own parameters' gradients. ``module(x)`` runs
+the forward hooks and ``module.run_backward(d)`` the backward hooks, and
+the networks, the blocks and ``Sequential`` call their layers that way. The
+hooks are removed afterwards, and the batch-norm running statistics the
 re-run updated are put back: the re-run changes nothing in the model
 except the gradients.
 """
@@ -77,63 +78,60 @@ def _describe(name, module):
 
 
 class _Watcher:
-    """Puts a checking wrapper in front of every module's forward and backward; remembers the first fault."""
+    """Hooks a check on every module's forward and backward; remembers the first fault."""
 
     def __init__(self, model):
         self.model = model
         self.first = None  # the report of the first non-finite value seen
-        self._replaced = []  # (module, attribute name, the object's own attribute before, or None)
+        self._handles = []
 
     def __enter__(self):
         for name, module in self.model.named_modules():
-            self._wrap(module, "forward", self._checked_forward(name, module, module.forward))
-            self._wrap(module, "backward", self._checked_backward(name, module, module.backward))
+            self._handles.append(module.register_forward_hook(self._forward_check(name)))
+            self._handles.append(module.register_full_backward_hook(self._backward_check(name)))
         return self
 
     def __exit__(self, *exc):
-        for module, attribute, own in reversed(self._replaced):
-            if own is None:
-                delattr(module, attribute)  # the class's method shows through again
-            else:
-                setattr(module, attribute, own)  # someone else's wrapper (a test's): put it back
+        for handle in self._handles:
+            handle.remove()
         return False
-
-    def _wrap(self, module, attribute, wrapper):
-        self._replaced.append((module, attribute, vars(module).get(attribute)))
-        setattr(module, attribute, wrapper)
 
     def _report(self, text):
         if self.first is None:
             self.first = text
 
-    def _checked_forward(self, name, module, forward):
-        def checked(*inputs):
-            out = forward(*inputs)
+    def _forward_check(self, name):
+        def check(module, inputs, out):
             for a in _arrays_in(out):
                 kind = non_finite_kind(a)
                 if kind:
                     self._report(f"{_describe(name, module)} produced {kind} in its forward output"
                                  + _parameter_note(module))
                     break
-            return out
-        return checked
+        return check
 
-    def _checked_backward(self, name, module, backward):
-        def checked(dout, **options):  # options: Conv2d's need_input_grad
-            dx = backward(dout, **options)
-            for a in _arrays_in(dx):
+    def _backward_check(self, name):
+        def check(module, grad_input, grad_output):
+            for a in _arrays_in(grad_input):
                 kind = non_finite_kind(a)
                 if kind:
                     self._report(f"{_describe(name, module)} produced {kind} in its input gradient (backward)")
                     break
-            for pname, p in vars(module).items():
-                if isinstance(p, Parameter) and p.grad is not None:
-                    kind = non_finite_kind(p.grad)
-                    if kind:
-                        self._report(f"{_describe(name, module)} produced {kind} in the gradient of its "
-                                     f"parameter {pname!r} (backward)")
-            return dx
-        return checked
+            bad_gradient = _non_finite_gradient(name, module)
+            if bad_gradient:
+                self._report(bad_gradient)
+        return check
+
+
+def _non_finite_gradient(name, module):
+    """"<name> (<type>) produced NaN in the gradient of its parameter 'weight' (backward)", or None."""
+    for pname, p in vars(module).items():
+        if isinstance(p, Parameter) and p.grad is not None:
+            kind = non_finite_kind(p.grad)
+            if kind:
+                return (f"{_describe(name, module)} produced {kind} in the gradient of its parameter {pname!r} "
+                        "(backward)")
+    return None
 
 
 def _parameter_note(module):
@@ -178,7 +176,12 @@ def locate_non_finite(model, loss_fn, x, y):
             kind = non_finite_kind(dlogits)
             if kind:
                 return f"the loss {type(loss_fn).__name__} produced {kind} in its gradient"
-            model.backward(dlogits)
+            model.run_backward(dlogits)  # run_backward: the model's own backward hook runs too
+            if watcher.first is None:
+                # A network of one's own whose backward calls child.backward(d), not child.run_backward(d),
+                # runs no hooks below it: name at least the parameter, the nearest the loss first.
+                for name, module in reversed(list(model.named_modules())):
+                    watcher.first = watcher.first or _non_finite_gradient(name, module)
             return watcher.first
     finally:
         model.load_state_dict(saved)  # the running statistics the re-run moved

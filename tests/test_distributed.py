@@ -20,6 +20,7 @@ from resnet_np.data.loader import DataLoader, DistributedSampler
 from resnet_np.distributed import DistributedDataParallel, SyncBatchNorm, World, convert_sync_batchnorm
 from resnet_np.layers import BatchNorm2d, Conv2d, Linear, ReLU, Sequential, SoftmaxCrossEntropy
 from resnet_np.models import resnet20
+from resnet_np.module import Module
 from resnet_np.optim import SGD
 from resnet_np.train import fit
 
@@ -42,7 +43,7 @@ class MirrorWorld(World):
 
     def iallreduce_(self, buffer):
         buffer *= self.size
-        return distributed._Done()
+        return distributed.world._Done()
 
     def sum_numbers(self, *values):
         return tuple(float(v) * self.size for v in values)
@@ -64,7 +65,7 @@ def max_error(a, b):
 def test_without_mpiexec_the_world_is_one_process(monkeypatch):
     for name in distributed.LAUNCHER_SIZE_VARIABLES + ("RESNET_NP_MPI",):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(distributed, "_world", None)
+    monkeypatch.setattr(distributed.world, "_world", None)
     world = distributed.init()
     assert (world.rank, world.size, world.comm) == (0, 1, None) and world.is_main
     assert distributed.init() is world
@@ -105,7 +106,7 @@ class TwoModelsWorld(MirrorWorld):
         self.other = other
 
     def allgather_object(self, obj):
-        return [obj, distributed._signature(self.other)]
+        return [obj, distributed.replicas._signature(self.other)]
 
 
 def test_a_rank_with_another_model_is_a_clear_error():
@@ -137,8 +138,8 @@ class SyncBNLocalSums(SyncBatchNorm):
 class SyncBNLocalCount(SyncBatchNorm):
     """A planted bug: the running variance made unbiased with this rank's count, not the global one."""
 
-    def _track(self, mean, var, M):
-        super()._track(mean, var, M // self.world.size)
+    def _update_running_stats(self, mean, var, M):
+        super()._update_running_stats(mean, var, M // self.world.size)
 
 
 def sync_bn_mismatch(layer_class, k=2, seed=0):
@@ -322,8 +323,8 @@ def test_ddp_check_catches_a_planted_bug(monkeypatch):
     def unpack_without_dividing(bucket, size):
         return real_unpack(bucket, 1)
 
-    real_unpack = distributed._Bucket.unpack
-    monkeypatch.setattr(distributed._Bucket, "unpack", unpack_without_dividing)
+    real_unpack = distributed.data_parallel._Bucket.unpack
+    monkeypatch.setattr(distributed.data_parallel._Bucket, "unpack", unpack_without_dividing)
     assert ddp_mismatch(MirrorWorld(2))[0] > 1e-6
 
 
@@ -343,6 +344,59 @@ def test_ddp_broadcasts_rank_0s_weights_and_keeps_the_models_interface():
         DistributedDataParallel(ddp, MirrorWorld(2))
     with pytest.raises(ValueError, match="bucket_mb must be a positive number"):
         DistributedDataParallel(model, MirrorWorld(2), bucket_mb=0)
+
+
+def every_bucket_leaves_during_backward(ddp):
+    return all(bucket.launched < ddp.backward_seconds for bucket in ddp.buckets)
+
+
+def test_ddp_learns_of_every_gradient_from_its_parameters_hook():
+    """Each trainable parameter's post-accumulate hook reports to the wrapper: even the last bucket
+    (conv1.weight) leaves before the model's backward returns. A parameter whose hook is missing would
+    hold its bucket, and every bucket after it, until backward has ended."""
+    _, ddp = ddp_mismatch(MirrorWorld(2))
+    assert every_bucket_leaves_during_backward(ddp)
+    model = ddp.module
+    assert not any("forward" in vars(m) or "backward" in vars(m) for m in model.modules())  # nothing replaced
+
+    x, y = randn(4, 1, 8, 8), np.arange(4) % 10
+    gradients(ddp, x, y)
+    assert every_bucket_leaves_during_backward(ddp)
+    middle = ddp.buckets[len(ddp.buckets) // 2].params[0]
+    ddp._hooked[id(middle)][1].remove()  # a planted bug: one parameter's hook lost
+    gradients(ddp, x, y)
+    assert not every_bucket_leaves_during_backward(ddp)
+
+
+def test_ddp_is_a_module_whose_names_are_the_models():
+    model = resnet20(in_channels=1)
+    ddp = DistributedDataParallel(model, MirrorWorld(2))
+    assert isinstance(ddp, Module) and ddp.module is model and list(ddp.children()) == [model]
+    assert [n for n, _ in ddp.named_parameters()] == [n for n, _ in model.named_parameters()]
+    assert [n for n, _ in ddp.named_buffers()] == [n for n, _ in model.named_buffers()]
+    assert list(ddp.state_dict()) == list(model.state_dict())  # no "module." prefix
+    x = randn(2, 1, 8, 8).astype(np.float32)
+    np.testing.assert_array_equal(ddp(x), model(x))
+    assert ddp.output_shape == (2, 10)
+    # A state dict saved from the wrapper loads into the bare model, and back.
+    other = resnet20(in_channels=1)
+    other.fc.weight.data[:] = 3
+    ddp.load_state_dict(other.state_dict())
+    assert (model.fc.weight.data == 3).all()
+    resnet20(in_channels=1).load_state_dict(ddp.state_dict())
+    # Modes, gradients, freezing and dtype reach every layer of the model.
+    ddp.eval()
+    assert not ddp.training and not any(m.training for m in model.modules())
+    ddp.train()
+    assert ddp.training and all(m.training for m in model.modules())
+    ddp.backward(np.ones((2, 10), np.float32))
+    assert model.conv1.weight.grad is not None
+    ddp.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+    ddp.requires_grad_(False)
+    assert not any(p.requires_grad for p in model.parameters())
+    assert ddp.astype("float64") is ddp and model.conv1.weight.dtype == np.float64
+    assert repr(ddp).startswith("DistributedDataParallel(World(rank=0, size=2")
 
 
 def test_ddp_refuses_a_module_used_twice():

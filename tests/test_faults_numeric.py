@@ -78,18 +78,25 @@ def replaced_methods(model):
             for name, module in model.named_modules()}
 
 
+def hooks_of(model):
+    """How many hooks each module (forward, backward) and each parameter holds."""
+    return ([(len(m._forward_hooks), len(m._backward_hooks)) for m in model.modules()],
+            [len(p._post_accumulate_grad_hooks) for p in model.parameters()])
+
+
 def locate(model, x=None, y=None):
     """locate_non_finite on a fixed batch, checking that it leaves the model as it found it."""
     x0, y0 = batch()
     params, buffers = parameters_of(model), {name: b.copy() for name, b in model.named_buffers()}
-    methods = replaced_methods(model)
+    methods, hooks = replaced_methods(model), hooks_of(model)
     with np.errstate(all="ignore"):
         found = locate_non_finite(model, SoftmaxCrossEntropy(), x0 if x is None else x, y0 if y is None else y)
     for name, value in parameters_of(model).items():
         np.testing.assert_array_equal(value, params[name], err_msg=name)
     for name, value in model.named_buffers():  # the re-run's batch statistics were not kept
         np.testing.assert_array_equal(value, buffers[name], err_msg=name)
-    assert replaced_methods(model) == methods  # no watcher left behind, and the test's own ones put back
+    assert replaced_methods(model) == methods  # no method replaced, and the test's own replacements kept
+    assert hooks_of(model) == hooks  # the watcher's hooks removed
     return found
 
 
@@ -156,6 +163,31 @@ def test_the_first_layer_in_backward_order_is_named():
         real_backward = conv.backward
         conv.backward = lambda dout, real_backward=real_backward: real_backward(dout) * np.nan
     assert locate(model) == "layer2.0.conv2 (Conv2d) produced NaN in its input gradient (backward)"
+
+
+def test_a_network_that_calls_its_layers_backward_directly_still_gets_the_parameter_named():
+    """Its layers' backward hooks never run (it calls child.backward, not child.run_backward): the search
+    still names the parameter whose gradient is not finite."""
+    from resnet_np.layers import Flatten, GlobalAvgPool2d, Linear, Sequential
+
+    class Direct(Sequential):
+        def backward(self, dout):
+            for module in reversed(list(self)):
+                dout = module.backward(dout)
+            return dout
+
+    model = Direct(GlobalAvgPool2d(), Flatten(), Linear(1, 3))
+    linear = model[2]
+    real_backward = linear.backward
+
+    def broken_backward(dout):
+        dx = real_backward(dout)
+        linear.bias.grad[1] = np.nan
+        return dx
+
+    linear.backward = broken_backward
+    assert locate(model) == "2 (Linear) produced NaN in the gradient of its parameter 'bias' (backward)"
+    del linear.backward
 
 
 # -- in training -----------------------------------------------------------------------------

@@ -82,12 +82,10 @@ class Network(Module):
         parts = self.parts()
         lowest = self._lowest_part_to_train(parts)
         d = dout
-        for i in range(len(parts) - 1, 0, -1):
-            if i < lowest:
-                return None  # frozen below: nothing there needs a gradient
-            d = parts[i].run_backward(d)
+        for part in reversed(parts[max(lowest, 1):]):  # from the head down to the part above the first
+            d = part.run_backward(d)
         if lowest > 0:
-            return None
+            return None  # below is frozen, and nobody asked for the images' gradient
         # The first convolution reads the images: their gradient only if asked for.
         return parts[0].run_backward(d, need_input_grad=self.need_input_grad)
 
