@@ -16,6 +16,11 @@
 # from the same weights and time it too. Without a GPU, the GPU part is
 # skipped with the reason, and the figure shows the CPU alone.
 #
+# With ``RESNET_NP_BACKEND=cupy-strict`` (CI has no GPU), "cupy" is the strict
+# CuPy stand-in, ``resnet_np.cupy_strict``: CuPy's rules emulated on NumPy,
+# not a GPU. The GPU part then runs on it, so a change that breaks the CuPy
+# path breaks this lesson; only the claim that the GPU is faster is skipped.
+#
 # Run: ``python lessons/11_gpu_cupy.py`` (add ``--quick`` for a fast run).
 
 # %%
@@ -44,15 +49,20 @@ out_dir = pathlib.Path(args.out)
 out_dir.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(0)
 
+STAND_IN = backend.is_stand_in()  # RESNET_NP_BACKEND=cupy-strict: the CuPy stand-in, not a GPU
+GPU_BACKEND = "cupy-strict" if STAND_IN else "cupy"
 gpu_reason = None
 try:
-    backend.use("cupy")  # raises RuntimeError saying why when CuPy or a GPU is missing
+    backend.use(GPU_BACKEND)  # raises RuntimeError saying why when CuPy or a GPU is missing
 except RuntimeError as e:
     gpu_reason = str(e)
 finally:
     backend.use("numpy")
 GPU = gpu_reason is None
-print(f"GPU: {'available' if GPU else 'not available: ' + gpu_reason}")
+if STAND_IN:
+    print("GPU: the strict CuPy stand-in (CuPy's rules on NumPy, not a GPU)")
+else:
+    print(f"GPU: {'available' if GPU else 'not available: ' + gpu_reason}")
 
 # %% [markdown]
 # ## 1. A training step on the CPU
@@ -67,7 +77,7 @@ loss_fn = SoftmaxCrossEntropy()
 
 def make_model(device):
     backend.manual_seed(0)  # the same weights on either device: drawn on the host, then moved
-    backend.use(device)
+    backend.use(GPU_BACKEND if device == "cupy" else device)
     try:
         return resnet20(in_channels=1)
     finally:
@@ -120,10 +130,8 @@ print(f"batch {cpu_batches[-1]} against batch {cpu_batches[0]}: {cpu_speed[-1] /
 
 # %%
 if GPU:
-    import cupy
-
-    sync = cupy.cuda.Device().synchronize
     cpu_model, gpu_model = make_model("numpy"), make_model("cupy")
+    sync = backend.get_array_module(gpu_model.fc.weight.data).cuda.Device().synchronize
     assert backend.backend_of(next(gpu_model.parameters()).data) == "cupy"
     cpu_opt = SGD(cpu_model.parameters(), lr=0.05, momentum=0.9)
     gpu_opt = SGD(gpu_model.parameters(), lr=0.05, momentum=0.9)
@@ -154,6 +162,8 @@ else:
 
 # %%
 gpu_batches = [4, 16, 32, 64, 128, 256] if args.quick else [4, 16, 32, 64, 128, 256, 512]
+if STAND_IN:
+    gpu_batches = cpu_batches  # NumPy behind the stand-in: big batches would only cost time
 if GPU:
     print("ResNet-20 training step on the GPU (CuPy):")
     gpu_speed = images_per_second("cupy", gpu_batches, repeats=3 if args.quick else 10, sync=sync)
@@ -162,14 +172,17 @@ if GPU:
     ratio = gpu_speed[gpu_batches.index(b)] / cpu_speed[cpu_batches.index(b)]
     print(f"at batch {b} the GPU does {ratio:.1f}x the CPU's images per second; at batch {gpu_batches[-1]}: "
           f"{gpu_speed[-1]:.0f} images/s ({gpu_speed[-1] / cpu_speed.max():.0f}x the CPU's best)")
-    assert gpu_speed[-1] > cpu_speed.max(), "with a big batch the GPU should beat the CPU"
+    if STAND_IN:  # the stand-in's speed is NumPy's: there is no GPU to be faster
+        print("(the CuPy stand-in: NumPy on the CPU, so no claim about GPU speed is checked)")
+    else:
+        assert gpu_speed[-1] > cpu_speed.max(), "with a big batch the GPU should beat the CPU"
 else:
     print(f"GPU timing skipped: {gpu_reason}")
 
 fig, ax = plt.subplots(figsize=(7.5, 4.3))
 ax.loglog(cpu_batches, cpu_speed, "o-", label="CPU, NumPy")
 if GPU:
-    ax.loglog(gpu_batches, gpu_speed, "s-", label="GPU, CuPy")
+    ax.loglog(gpu_batches, gpu_speed, "s-", label="CuPy stand-in (CPU, not a GPU)" if STAND_IN else "GPU, CuPy")
     ax.set_title("ResNet-20 training step: images per second")
 else:
     ax.set_title("ResNet-20 training step on the CPU (no GPU found: GPU part skipped)", fontsize=10)
