@@ -52,7 +52,7 @@ def _import_cupy():
     except ImportError as e:
         raise RuntimeError(
             "backend 'cupy' requested but CuPy is not importable "
-            f"({e}). Install the GPU extra: pip install -e '.[gpu]'"
+            f"({e}). Install the GPU extra: pip install -e '.[gpu]' (CUDA 12) or '.[gpu-cuda13]' (CUDA 13)"
         ) from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
