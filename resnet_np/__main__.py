@@ -356,10 +356,11 @@ def _report(error, where=""):
 
     What a user can fix gets one line: a ``UsageError`` (a bad combination
     of arguments), a file or disk problem (``OSError``), a diverged run,
-    too little memory, and the ``ValueError`` this library raises on
-    purpose to name a bad file or value. Anything else (and a ValueError
-    raised inside NumPy or another library) is a bug of resnet_np: its
-    traceback, and a request to report it.
+    too little memory, a missing optional package (CuPy, PyTorch, mpi4py),
+    and the ``ValueError`` or ``RuntimeError`` this library raises on
+    purpose to name a bad file, value or setup. Anything else (and a
+    ValueError raised inside NumPy or another library) is a bug of
+    resnet_np: its traceback, and a request to report it.
     """
     from .cli import UsageError
     from .train import TrainingDiverged
@@ -370,7 +371,9 @@ def _report(error, where=""):
         print(f"error{where}: out of memory ({error or 'no detail'}): lower --batch-size, or use fewer or "
               "smaller images", file=sys.stderr)
         return 1
-    if isinstance(error, (OSError, TrainingDiverged)) or (isinstance(error, ValueError) and _raised_here(error)):
+    missing = isinstance(error, ModuleNotFoundError) and not (error.name or "").startswith("resnet_np")
+    if (isinstance(error, (OSError, TrainingDiverged)) or missing
+            or (isinstance(error, (ValueError, RuntimeError)) and _raised_here(error))):
         print(f"error{where}: {error}", file=sys.stderr)
         return 1
     traceback.print_exception(type(error), error, error.__traceback__)
