@@ -28,7 +28,7 @@ HINTS = [
     "puts its values in the required (c, i, j) order; store that in column oh*OW + ow.",
 ]
 
-# Typical mistakes planted in the reference solution (lessons/exercises/solutions/ex01_im2col.py):
+# Typical mistakes planted in the reference solution (tests/exercise_solutions/ex01_im2col.py):
 # (its text, the text that replaces it, words of the hint the grader must then give). tests/test_grade.py
 # plants each one and checks that the grader names it.
 PLANTED = [

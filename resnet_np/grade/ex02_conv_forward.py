@@ -26,7 +26,7 @@ HINTS = [
     "(np.matmul broadcasts over the N images); then add each filter's bias to its row, and reshape.",
 ]
 
-# Typical mistakes planted in the reference solution (lessons/exercises/solutions/ex02_conv_forward.py):
+# Typical mistakes planted in the reference solution (tests/exercise_solutions/ex02_conv_forward.py):
 # (its text, the text that replaces it, words of the hint the grader must then give). tests/test_grade.py
 # plants each one and checks that the grader names it.
 PLANTED = [

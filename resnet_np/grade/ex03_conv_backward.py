@@ -29,7 +29,7 @@ HINTS = [
     "the padding off.",
 ]
 
-# Typical mistakes planted in the reference solution (lessons/exercises/solutions/ex03_conv_backward.py):
+# Typical mistakes planted in the reference solution (tests/exercise_solutions/ex03_conv_backward.py):
 # (its text, the text that replaces it, words of the hint the grader must then give). tests/test_grade.py
 # plants each one and checks that the grader names it.
 PLANTED = [

@@ -29,7 +29,7 @@ HINTS = [
     "dout = 1 both terms cancel the direct one exactly.",
 ]
 
-# Typical mistakes planted in the reference solution (lessons/exercises/solutions/ex04_batchnorm_backward.py):
+# Typical mistakes planted in the reference solution (tests/exercise_solutions/ex04_batchnorm_backward.py):
 # (its text, the text that replaces it, words of the hint the grader must then give). tests/test_grade.py
 # plants each one and checks that the grader names it.
 PLANTED = [

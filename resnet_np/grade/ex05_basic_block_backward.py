@@ -29,7 +29,7 @@ HINTS = [
     "identity) or a module with its own backward; what comes out of it has x's shape.",
 ]
 
-# Typical mistakes planted in the reference solution (lessons/exercises/solutions/ex05_basic_block_backward.py):
+# Typical mistakes planted in the reference solution (tests/exercise_solutions/ex05_basic_block_backward.py):
 # (its text, the text that replaces it, words of the hint the grader must then give). tests/test_grade.py
 # plants each one and checks that the grader names it.
 PLANTED = [

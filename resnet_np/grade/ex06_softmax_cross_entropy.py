@@ -25,7 +25,7 @@ HINTS = [
     "Then the batch: the loss is a mean over N examples, so each example's gradient is scaled accordingly.",
 ]
 
-# Typical mistakes planted in the reference solution (lessons/exercises/solutions/ex06_softmax_cross_entropy.py):
+# Typical mistakes planted in the reference solution (tests/exercise_solutions/ex06_softmax_cross_entropy.py):
 # (its text, the text that replaces it, words of the hint the grader must then give). tests/test_grade.py
 # plants each one and checks that the grader names it.
 PLANTED = [

@@ -24,7 +24,7 @@ HINTS = [
     "The step: the weight moves against the NEW buffer, by the learning rate of this step. Update v before w.",
 ]
 
-# Typical mistakes planted in the reference solution (lessons/exercises/solutions/ex07_sgd_momentum.py):
+# Typical mistakes planted in the reference solution (tests/exercise_solutions/ex07_sgd_momentum.py):
 # (its text, the text that replaces it, words of the hint the grader must then give). tests/test_grade.py
 # plants each one and checks that the grader names it.
 PLANTED = [

@@ -29,7 +29,7 @@ HINTS = [
     "reshape (no transpose) restores (N, C*KH*KW, OH*OW).",
 ]
 
-# Typical mistakes planted in the reference solution (lessons/exercises/solutions/ex08_grouped_conv_backward.py):
+# Typical mistakes planted in the reference solution (tests/exercise_solutions/ex08_grouped_conv_backward.py):
 # (its text, the text that replaces it, words of the hint the grader must then give). tests/test_grade.py
 # plants each one and checks that the grader names it.
 PLANTED = [

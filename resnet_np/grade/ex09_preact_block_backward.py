@@ -28,7 +28,7 @@ HINTS = [
     "the two gradients at pre, and only then go back through relu1 and bn1.",
 ]
 
-# Typical mistakes planted in the reference solution (lessons/exercises/solutions/ex09_preact_block_backward.py):
+# Typical mistakes planted in the reference solution (tests/exercise_solutions/ex09_preact_block_backward.py):
 # (its text, the text that replaces it, words of the hint the grader must then give). tests/test_grade.py
 # plants each one and checks that the grader names it.
 PLANTED = [
