@@ -1,6 +1,6 @@
 """The benchmark suite: whole training steps and every layer, beside PyTorch on the same CPU.
 
-    python benchmarks/bench.py [--threads N] [--rounds 3] [--repeat 5] [--quick] [--backend numpy|cupy]
+    python benchmarks/bench.py [--threads N] [--rounds 3] [--repeat 5] [--quick] [--backend numpy|cupy] [--plain]
 
 What is timed (float32):
 
@@ -29,8 +29,11 @@ How, so that the comparison is fair:
   current NumPy. The workers run without both (only they: the tests and CI
   keep them), and the results file records which kernel ran (threadpoolctl).
 
-The table is printed and written to benchmarks/results/bench_<backend>.md
-(``_<N>threads`` added with --threads).
+Our worker runs inside ``resnet_np.fast.tuned()``, as ``fit`` does. With
+``--plain`` it times the plain layers (``resnet_np.use_fast(False)``),
+ResNet-20's steps only. The table is printed and written to
+benchmarks/results/bench_<backend>.md (``_<N>threads`` added with --threads,
+``_plain`` with --plain).
 """
 
 import argparse
@@ -114,13 +117,12 @@ def ours_worker(args):
 
     from resnet_np import backend, fast
     from resnet_np import layers as L
-    from resnet_np.models import ARCHITECTURES
-    from resnet_np.optim import SGD
 
     backend.use(args.backend)
     xp = backend.get_array_module()
     if args.threads:
         fast.set_num_threads(args.threads)
+    fast.use_fast(not args.plain)
 
     def sync():
         if args.backend == "cupy":
@@ -133,7 +135,8 @@ def ours_worker(args):
         return {"bn": L.BatchNorm2d, "relu": L.ReLU, "avgpool": L.GlobalAvgPool2d, "linear": L.Linear,
                 "maxpool": L.MaxPool2d}[kind](*a)
 
-    result = {"library": f"resnet_np (NumPy {np.__version__})", "threads": fast.get_num_threads(),
+    result = {"library": f"resnet_np (NumPy {np.__version__}{', plain layers' if args.plain else ''})",
+              "threads": fast.get_num_threads(),
               "blas": [f"{i['internal_api']} {i.get('version')} kernel {i.get('architecture')}, "
                        f"{i['num_threads']} threads" for i in threadpool_info() if i["user_api"] == "blas"],
               "layers": {}, "steps": {}}
@@ -147,6 +150,16 @@ def ours_worker(args):
         best = max(best, 2 * n ** 3 / median_time(lambda: a @ b, args.repeat, 1, sync) / 1e9)
     result["peak_gflops"] = best
 
+    # Training's process-wide settings (freed memory kept, BLAS at one thread beside our threads), as fit has
+    # them; entered after the matrix-product peak above, which BLAS reaches on all its threads.
+    with fast.tuned():
+        if not args.plain:
+            time_layers(args, result, make_layer, rng, xp, sync)
+        time_steps(args, result, rng, xp, sync)
+    return result
+
+
+def time_layers(args, result, make_layer, rng, xp, sync):
     for name, (kind, a), shape, _ in layer_cases(args.quick):
         layer = make_layer(kind, a)
         x = xp.asarray(rng.standard_normal(shape), dtype=xp.float32)
@@ -159,7 +172,17 @@ def ours_worker(args):
         layer(x)
         result["layers"][name] = (forward, median_time(backward, args.repeat, 2, sync))
 
-    for model_name, batch, size in step_cases(args.quick):
+
+def time_steps(args, result, rng, xp, sync):
+    from resnet_np import backend
+    from resnet_np import layers as L
+    from resnet_np.models import ARCHITECTURES
+    from resnet_np.optim import SGD
+
+    cases = step_cases(args.quick)
+    if args.plain:  # the plain layers are slower by design: the ResNet-20 rows only
+        cases = [case for case in cases if case[0] == "resnet20" and case[1] <= 128]
+    for model_name, batch, size in cases:
         backend.manual_seed(0)
         kwargs = {"shortcut": "B"} if model_name == "resnet20" else {}
         model = ARCHITECTURES[model_name](**kwargs)
@@ -184,7 +207,6 @@ def ours_worker(args):
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
         result["steps"][f"{model_name} {batch} {size}"] = (seconds, peak)
-    return result
 
 
 def torch_worker(args):
@@ -259,7 +281,7 @@ def run_worker(library, args):
             env[name] = str(args.threads)
     command = [sys.executable, __file__, "--worker", library, "--repeat", str(args.repeat),
                "--backend", args.backend] + (["--quick"] if args.quick else []) + \
-              (["--threads", str(args.threads)] if args.threads else [])
+              (["--threads", str(args.threads)] if args.threads else []) + (["--plain"] if args.plain else [])
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=str(ROOT))
     if done.returncode != 0:
         raise SystemExit(f"the {library} worker failed:\n{done.stderr}")
@@ -324,6 +346,8 @@ def report(args, ours, theirs):
               "| fwd ours/torch | bwd ours/torch |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, _, _, flops in layer_cases(args.quick):
+        if name not in ours["layers"]:   # --plain: steps only
+            continue
         fwd, bwd = ours["layers"][name]
         gflops = flops / fwd / 1e9
         row = (f"| {name} | {fwd * 1e3:.2f} | {bwd * 1e3:.2f} | {gflops:.1f} | "
@@ -345,6 +369,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--threads", type=int, default=None, help="threads for both libraries (default: all cores)")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--plain", action="store_true",
+                        help="our worker on the plain layers (resnet_np.use_fast(False)): ResNet-20 steps only")
     parser.add_argument("--worker", choices=["ours", "torch"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -363,7 +389,7 @@ def main():
             print(f"round {r + 1}/{args.rounds}: {library} ...", file=sys.stderr, flush=True)
             (ours_rounds if library == "ours" else torch_rounds).append(run_worker(library, args))
     text = report(args, combine(ours_rounds), combine(torch_rounds) if torch_rounds else None)
-    suffix = f"_{args.threads}threads" if args.threads else ""
+    suffix = (f"_{args.threads}threads" if args.threads else "") + ("_plain" if args.plain else "")
     write_results(args.out or ROOT / "benchmarks" / "results" / f"bench_{args.backend}{suffix}.md", text)
 
 

@@ -243,7 +243,9 @@ def main():
     if args.collectives:
         return collective_costs(args)
     if args.worker:
-        return worker(args)
+        from resnet_np.fast import tuned
+        with tuned():  # training's process-wide settings, as fit has them
+            return worker(args)
     if not MPIEXEC.is_file():
         raise SystemExit(f"no mpiexec beside {sys.executable}: pip install -e '.[distributed]'")
     load_before = os.getloadavg()

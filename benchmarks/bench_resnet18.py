@@ -68,4 +68,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from resnet_np.fast import tuned
+    with tuned():  # training's process-wide settings, as fit has them
+        main()

@@ -193,7 +193,12 @@ def main():
         args.threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
     if args.worker:  # one library, in this process; the result as one JSON line
-        print(json.dumps(ours_worker(args) if args.worker == "ours" else torch_worker(args)))
+        if args.worker == "ours":
+            from resnet_np.fast import tuned
+            with tuned():  # training's process-wide settings, as fit has them
+                print(json.dumps(ours_worker(args)))
+        else:
+            print(json.dumps(torch_worker(args)))
         return
 
     start = time.perf_counter()

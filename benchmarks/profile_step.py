@@ -96,4 +96,6 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from resnet_np.fast import tuned
+    with tuned():  # training's process-wide settings, as fit has them
+        sys.exit(main())

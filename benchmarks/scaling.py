@@ -132,7 +132,9 @@ def main():
     parser.add_argument("--worker", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.repeat)))
+        from resnet_np.fast import tuned
+        with tuned():  # training's process-wide settings, as fit has them
+            print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.repeat)))
         return
 
     by_batch, by_depth, by_width = configurations(args.quick)

@@ -89,7 +89,9 @@ def main():
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args)))
+        from resnet_np.fast import tuned
+        with tuned():  # training's process-wide settings, as fit has them
+            print(json.dumps(worker(args)))
         return
 
     env = {k: v for k, v in os.environ.items() if k not in FORCED_BLAS_KERNEL}

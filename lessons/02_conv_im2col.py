@@ -120,33 +120,37 @@ print(f"figure: {out_dir / 'im2col_matrix.png'}")
 # ## 3. The convolution as one matrix product
 #
 # The filters, reshaped to (F, C*KH*KW), use the same order (c, i, j) as the
-# rows of ``cols``. So three lines do the whole convolution — which is what
-# ``Conv2d.forward`` does. We compare with the naive loop over positions,
-# in float64, and with the layer.
+# rows of ``cols``. So the whole convolution is im2col and one matrix product
+# (one per group, when the channels are split into groups as in ResNeXt:
+# lesson 12). This is the library's own ``conv2d_im2col``, in
+# ``resnet_np/layers/conv.py`` — printed here from its source — and what
+# ``Conv2d.forward`` computes on the plain path (``resnet_np.use_fast(False)``).
+# The default fast path (``resnet_np/fast/conv.py``) computes the same numbers
+# a few images at a time, on every core; the check below holds on both.
 
 # %%
-def conv2d_im2col(x, weight, bias, stride, padding):
-    N, C, H, W = x.shape
-    F, _, KH, KW = weight.shape
-    OH, OW = conv_output_size(H, KH, stride, padding), conv_output_size(W, KW, stride, padding)
-    cols = im2col(x, (KH, KW), (stride, stride), (padding, padding))   # (N, C*KH*KW, OH*OW)
-    out = weight.reshape(F, -1) @ cols + bias.reshape(1, F, 1)          # (N, F, OH*OW), one batched matmul
-    return out.reshape(N, F, OH, OW)
+import inspect  # noqa: E402
 
+from resnet_np import use_fast  # noqa: E402
+from resnet_np.layers import conv2d_im2col  # noqa: E402
+
+print(inspect.getsource(conv2d_im2col))
 
 x = rng.standard_normal((2, 3, 7, 6))
 w = rng.standard_normal((4, 3, 3, 3))
 b = rng.standard_normal(4)
 for stride, padding in [(1, 1), (2, 1), (2, 0), (1, 0)]:
     naive = conv2d_naive(x, w, b, stride=stride, padding=padding)
-    fast = conv2d_im2col(x, w, b, stride, padding)
+    unrolled = conv2d_im2col(x, w, b, stride=stride, padding=padding)
     layer = Conv2d(3, 4, 3, stride=stride, padding=padding).astype("float64")
     layer.weight.data[...] = w
     layer.bias.data[...] = b
-    err, err_layer = rel_error(naive, fast), rel_error(naive, layer(x))
-    print(f"stride {stride}, padding {padding}: output {naive.shape}; "
-          f"im2col vs naive {err:.1e}, Conv2d vs naive {err_layer:.1e}")
-    assert naive.shape == fast.shape and err < 1e-12 and err_layer < 1e-12
+    with use_fast(False):
+        err_plain = rel_error(naive, layer(x))
+    err, err_layer = rel_error(naive, unrolled), rel_error(naive, layer(x))
+    print(f"stride {stride}, padding {padding}: output {naive.shape}; im2col vs naive {err:.1e}, "
+          f"Conv2d vs naive {err_layer:.1e} (plain path {err_plain:.1e})")
+    assert naive.shape == unrolled.shape and max(err, err_layer, err_plain) < 1e-12
 
 # %% [markdown]
 # ## 4. Timing, and the price in memory
@@ -175,7 +179,7 @@ b32 = np.zeros(F, dtype=np.float32)
 for size in sizes:
     xs = rng.standard_normal((N, C, size, size)).astype(np.float32)
     t_naive.append(best_time(lambda: conv2d_naive(xs, w32, b32, stride=1, padding=1)))
-    t_im2col.append(best_time(lambda: conv2d_im2col(xs, w32, b32, 1, 1)))
+    t_im2col.append(best_time(lambda: conv2d_im2col(xs, w32, b32, stride=1, padding=1)))
     assert rel_error(conv2d_naive(xs, w32, b32, 1, 1), conv2d_im2col(xs, w32, b32, 1, 1)) < 1e-5
     print(f"{N}x{C}x{size}x{size} input, {F} 3x3 filters: naive {t_naive[-1] * 1e3:8.2f} ms, "
           f"im2col {t_im2col[-1] * 1e3:7.2f} ms  ({t_naive[-1] / t_im2col[-1]:.1f}x faster)")
@@ -209,3 +213,6 @@ print(f"figure: {out_dir / 'conv_timing.png'}")
 # * ``resnet_np.layers.im2col`` builds the columns with $K_H K_W$ strided slices,
 #   one per kernel tap, instead of $O_H O_W$ windows. Lesson 3 runs it backwards:
 #   col2im, the gradient of the copies.
+# * ``resnet_np.layers.conv2d_im2col`` is the convolution as this lesson wrote
+#   it; the layers' fast path (``resnet_np/fast/``) gives the same numbers faster,
+#   and ``resnet_np.use_fast(False)`` switches back to the plain one.

@@ -106,9 +106,18 @@ assert abs(lhs - rhs) < 1e-10 * abs(lhs)
 # \frac{\partial L}{\partial x_k} \approx \frac{L(x + h e_k) - L(x - h e_k)}{2h} .
 # $$
 #
-# The layer's backward must agree to about $10^{-9}$ in float64.
+# The layer's backward must agree to about $10^{-9}$ in float64. The
+# layer's plain backward (``resnet_np.use_fast(False)``) is the two lines above
+# and col2im, group by group — ``conv2d_backward`` in ``resnet_np/layers/conv.py``:
 
 # %%
+import inspect  # noqa: E402
+
+from resnet_np import use_fast  # noqa: E402
+from resnet_np.layers.conv import conv2d_backward  # noqa: E402
+
+print(inspect.getsource(conv2d_backward))
+
 conv = Conv2d(3, 4, 3, stride=1, padding=1).astype("float64")
 x = rng.standard_normal((2, 3, 5, 5) if args.quick else (2, 3, 8, 8))
 out = conv(x)
@@ -121,6 +130,8 @@ assert rel_error(dx, dx_numeric) < 1e-7
 
 report = check_module(conv, x)  # the same, for the input and every parameter
 print(report)
+with use_fast(False):                # and on the plain path
+    print(check_module(conv, x))
 
 # %% [markdown]
 # ## 4. What a forgotten overlap costs
@@ -150,9 +161,10 @@ assert rel_error(wrong, dx_numeric) > 1e-2
 #
 # col2im is right, but slow: it *adds* $K_H K_W$ shifted copies of ``dcols``
 # into the input's gradient, after a matrix product $W_{\text{mat}}^\top\,
-# \text{dout}$ whose inner dimension is only $F$. ``Conv2d`` takes another
-# route at stride 1. Write out which outputs a pixel $x[c, h, w]$ fed: output
-# $(o_h, o_w)$ saw it through tap $(i, j)$ when $h = o_h + i - P$, so
+# \text{dout}$ whose inner dimension is only $F$. ``Conv2d``'s fast path
+# (``resnet_np/fast/transposed_conv.py``) takes another route at stride 1.
+# Write out which outputs a pixel $x[c, h, w]$ fed: output $(o_h, o_w)$ saw it
+# through tap $(i, j)$ when $h = o_h + i - P$, so
 #
 # $$
 # \frac{\partial L}{\partial x[c, h, w]} = \sum_{f, i, j} W[f, c, i, j]\;
@@ -197,12 +209,15 @@ print(f"dW from the same im2col vs the layer: relative error {rel_error(dW, conv
 assert rel_error(dW, conv.weight.grad) < 1e-12
 
 # %% [markdown]
-# Both routes give the same numbers; the second is the one ``Conv2d`` runs at
-# stride 1 (``Conv2d._backward_transposed``), and col2im stays for strided
-# convolutions and as the reference the tests compare against
-# (``tests/test_conv.py``). What it buys on a real layer — ResNet-20's first
-# stage, 128 images of 16 channels, 32x32 — timed here with the col2im route
-# forced by asking for it through ``_transposed_conv_applies``:
+# Both routes give the same numbers. The fast path takes the second at stride
+# 1 where it pays (``backward_route="auto"``, the default; a stem that turns 3
+# colour channels into 64 maps keeps col2im), and col2im stays for strided
+# convolutions and in the plain layer, the reference the fast path is tested
+# against (``tests/test_fast.py``). What each buys on a real layer — ResNet-20's
+# first stage, 128 images of 16 channels, 32x32 — timed through the public
+# switches: ``resnet_np.use_fast(False)`` for the plain layer, and the layer's
+# ``backward_route`` for the fast path's two routes. (The fast path also runs a
+# few images at a time on every core: that is the rest of the difference.)
 
 # %%
 import time  # noqa: E402
@@ -212,24 +227,27 @@ batch = rng.standard_normal((16 if args.quick else 128, 16, 32, 32)).astype(np.f
 upstream = rng.standard_normal(layer(batch).shape).astype(np.float32)
 
 
-def backward_seconds(route_allowed):
-    layer._transposed_conv_applies = lambda: route_allowed   # on this one object only
+def backward_seconds(fast, route="auto"):
+    layer.backward_route = route
     times = []
-    for _ in range(3):
-        layer.zero_grad()
-        start = time.perf_counter()
-        layer.backward(upstream)
-        times.append(time.perf_counter() - start)
-    del layer._transposed_conv_applies
+    with use_fast(fast):
+        layer(batch)
+        for _ in range(3):
+            layer.zero_grad()
+            start = time.perf_counter()
+            layer.backward(upstream)
+            times.append(time.perf_counter() - start)
+    layer.backward_route = "auto"
     return min(times)
 
 
-seconds = {"im2col of x + col2im": backward_seconds(False), "transposed convolution": backward_seconds(True)}
+seconds = {"plain: col2im": backward_seconds(False), "fast: col2im": backward_seconds(True, "col2im"),
+           "fast: transposed conv.": backward_seconds(True, "transposed")}
 for route, s in seconds.items():
     print(f"{route:24s} {1e3 * s:7.1f} ms")
 
 fig, ax = plt.subplots(figsize=(6, 2.6))
-ax.barh(list(seconds), [1e3 * s for s in seconds.values()], color=["C7", "C0"])
+ax.barh(list(seconds), [1e3 * s for s in seconds.values()], color=["C7", "C1", "C0"])
 ax.set_xlabel("backward pass, ms (this machine)")
 ax.set_title(f"Conv2d 16->16, 3x3, stride 1, batch {len(batch)}, 32x32")
 fig.tight_layout()

@@ -210,9 +210,17 @@ assert np.allclose(in_a, eval_expected, atol=1e-5)
 # backward pass that forgets a term. ``resnet_np.gradcheck`` therefore always
 # uses a RANDOM upstream gradient. Below, a backward pass without the
 # $\hat{x} \sum \frac{\partial L}{\partial \hat{x}} \hat{x}$ term passes the ``dout = 1`` test and fails
-# the random one.
+# the random one. First, the formula as the library writes it (``BatchNorm2d``'s
+# plain path, ``resnet_np/layers/batchnorm.py``; the default fast path computes
+# the same in fewer passes over the data, ``resnet_np/fast/batchnorm.py``):
 
 # %%
+import inspect  # noqa: E402
+
+from resnet_np.layers.batchnorm import input_grad  # noqa: E402
+
+print(inspect.getsource(input_grad))
+
 bn = BatchNorm2d(3).astype("float64")
 bn.weight.data[...] = [1.5, 0.7, 1.0]
 x = batch(4, 3).astype(np.float64)
