@@ -76,7 +76,9 @@ Each exercise asks you to DERIVE a backward pass (or a rule) and write it as a p
 
 Setup (once):
 
-    python -m pip install resnet_np        (or, from a checkout of the repository: pip install -e .)
+    git clone <the course's copy of resnet_np> && cd resnet_np && python -m pip install -e .
+
+(or the wheel your teacher gives you: python -m pip install resnet_np-*.whl)
 
 What is here:
 
