@@ -51,7 +51,11 @@ handle whose ``remove()`` takes the hook away again:
   ``DistributedDataParallel`` waits for before sending it.
 
 Hooks are plain functions kept in dictionaries on the object, called in
-the order they were registered; no method of any object is replaced.
+the order they were registered; no method of any object is replaced. (The
+tools used to put a wrapper in front of each module's ``backward``, an
+attribute set on the object: invisible where ``BasicBlock.backward`` is
+read, and two tools wrapping at once had to unwrap in the right order.
+Here what runs is written where it is called.)
 """
 
 import itertools
