@@ -36,8 +36,9 @@ logger = logging.getLogger(__name__)
 DOCS = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = cn.ROOT / "benchmarks" / "results"
 EXECUTOR_VERSION = "2"  # bump to re-execute every lesson
-API = {"resnet_np.layers": "Layers", "resnet_np.models": "Models", "resnet_np.optim": "Optimizers and schedules",
-       "resnet_np.data": "Data", "resnet_np.gradcheck": "Gradient checks"}
+API = {"resnet_np.layers": "Layers", "resnet_np.fast": "The engine: the layers' fast twins",
+       "resnet_np.models": "Models", "resnet_np.optim": "Optimizers and schedules", "resnet_np.data": "Data",
+       "resnet_np.gradcheck": "Gradient checks"}
 
 
 def _write(path, text):
@@ -154,14 +155,20 @@ def make_sources(app):
         if stale not in exercise_pages:
             stale.unlink()
 
-    # The API: one page per package, every module of it (a new module is picked up by itself).
+    # The API: one page per package, every module of it (a new module is picked up by itself); a page of a
+    # package no longer listed must not linger (it would be a page outside every toctree).
+    pages = {f"{package.rsplit('.', 1)[-1]}.md" for package in API} | {"index.md"}
+    for old in (DOCS / "api").glob("*.md"):
+        if old.name not in pages:
+            old.unlink()
     for package, title in API.items():
-        names = [package] if not (cn.ROOT / package.replace(".", "/")).is_dir() else [
+        names = [package] if not (cn.ROOT / package.replace(".", "/")).is_dir() else [package] + [
             f"{package}.{info.name}" for info in pkgutil.iter_modules([str(cn.ROOT / package.replace(".", "/"))])
-            if not info.name.startswith("_")]
+            if not info.name.startswith("_")]  # the package first: its docstring, and what it defines itself
         lines = [f"# {title}", ""]
         for module in names:
-            lines += [f"## `{module}`", "", "```{eval-rst}", f".. automodule:: {module}", "```", ""]
+            options = ["   :no-members:", "   :no-index:"] if module == package and len(names) > 1 else []
+            lines += [f"## `{module}`", "", "```{eval-rst}", f".. automodule:: {module}", *options, "```", ""]
         _write(DOCS / "api" / f"{package.rsplit('.', 1)[-1]}.md", "\n".join(lines))
 
     # Results: one page per results file, the figures beside them.
