@@ -8,8 +8,10 @@ planted-bug tests at the end break one trick of the engine and check that
 these comparisons notice.
 """
 
+import ast
 import inspect
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -447,3 +449,38 @@ def test_a_planted_bug_in_the_engine_is_caught(planted, monkeypatch):
         monkeypatch.setattr(where, name, broken)
     with pytest.raises(AssertionError):                         # ... and with the bug it fails
         run_planted_check(check, monkeypatch)
+
+
+# --------------------------------------------------------------------------------------------------
+# The two houses stay apart
+# --------------------------------------------------------------------------------------------------
+
+LAYERS_DIR = pathlib.Path(L.__file__).parent
+
+
+def test_the_layers_read_as_a_textbook():
+    """No function in resnet_np/layers/ longer than 40 lines, and no engine trick named there."""
+    tricks = ("for_each_part", "parallel", "memory.", "padded_row_length", "input_buffer", "threads")
+    for path in sorted(LAYERS_DIR.glob("*.py")):
+        text = path.read_text()
+        assert not [t for t in tricks if t in text], f"{path.name} names an engine trick"
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 40, f"{path.name}: {node.name} is {length} lines long"
+
+
+def test_every_engine_function_replaces_a_plain_one_with_its_signature():
+    """Each public function of the engine that stands in for a plain layer function takes the same arguments."""
+    pairs = [(fast.conv.conv2d_im2col, L.conv.conv2d_im2col), (fast.conv.conv2d_backward, L.conv.conv2d_backward),
+             (fast.batchnorm.batch_statistics, L.batchnorm.batch_statistics),
+             (fast.batchnorm.normalize, L.batchnorm.normalize),
+             (fast.batchnorm.gradient_sums, L.batchnorm.gradient_sums),
+             (fast.batchnorm.input_grad, L.batchnorm.input_grad), (fast.relu.relu, L.relu.relu),
+             (fast.relu.relu_backward, L.relu.relu_backward),
+             (fast.pooling.maxpool2d_with_argmax, L.pooling.maxpool2d_with_argmax),
+             (fast.pooling.maxpool2d_backward, L.pooling.maxpool2d_backward)]
+    for fast_fn, plain_fn in pairs:
+        fast_params = list(inspect.signature(fast_fn).parameters)
+        plain_params = list(inspect.signature(plain_fn).parameters)
+        assert fast_params[:len(plain_params)] == plain_params, (fast_fn.__name__, fast_params, plain_params)

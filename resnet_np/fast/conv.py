@@ -76,7 +76,7 @@ def conv2d_backward(x, weight, dout, stride=1, padding=0, dilation=1, groups=1, 
     """(dx, dW), as ``layers.conv.conv2d_backward``; either is None when not asked for.
 
     ``route`` chooses how dx is computed: "col2im" (any stride: dcols =
-    W_mat.T @ D, then col2im), "transposed" (stride 1 only: a convolution of
+    W_mat.T @ dout, then col2im), "transposed" (stride 1 only: a convolution of
     dout, ``transposed_conv.py``) or "auto" (the transposed route where it
     applies and pays, ``transposed_conv.pays``).
     """
@@ -98,7 +98,7 @@ def conv2d_backward(x, weight, dout, stride=1, padding=0, dilation=1, groups=1, 
 
 
 def weight_grad(x, dout, weight_shape, stride, padding, dilation, groups):
-    """dW = D @ cols.T, summed over chunks of images; cols recomputed from x."""
+    """dW = dout @ cols.T, summed over chunks of images; cols recomputed from x."""
     xp = get_array_module(dout)
     N, C, H, W = x.shape
     F, OH, OW = dout.shape[1:]
@@ -117,10 +117,10 @@ def weight_grad(x, dout, weight_shape, stride, padding, dilation, groups):
         for n0 in range(n_start, n_stop, B):
             b = min(B, n_stop - n0)
             d_grid[:, :b, :, :OW] = dout[n0:n0 + b].transpose(1, 0, 2, 3)
-            d_b = d_grid[:, :b].reshape(G, F // G, b * OH * GW)              # D's columns of these images
+            d_b = d_grid[:, :b].reshape(G, F // G, b * OH * GW)              # dout's columns of these images
             x_in[:, :b] = x[n0:n0 + b].transpose(1, 0, 2, 3)
             cols_b = im2col_cf(x_buf[:, :b], kernel_size, stride, (OH, GW), cols[:, :b * OH * GW], dilation, W, PW)
-            # cols @ D.T rather than D @ cols.T: the same numbers, but BLAS runs this
+            # cols @ dout.T rather than dout @ cols.T: the same numbers, but BLAS runs this
             # orientation about twice as fast when F is small (the result is tiny).
             dw_t += cols_b.reshape(G, K, b * OH * GW) @ d_b.transpose(0, 2, 1)
         return dw_t
@@ -133,7 +133,7 @@ def weight_grad(x, dout, weight_shape, stride, padding, dilation, groups):
 
 
 def input_grad_col2im(x_shape, weight, dout, stride, padding, dilation, groups):
-    """dx = col2im(W_mat.T @ D), chunk by chunk (any stride)."""
+    """dx = col2im(W_mat.T @ dout), chunk by chunk (any stride)."""
     xp = get_array_module(dout)
     N, C, H, W = x_shape
     F, OH, OW = dout.shape[1:]
@@ -153,7 +153,7 @@ def input_grad_col2im(x_shape, weight, dout, stride, padding, dilation, groups):
             b = min(B, n_stop - n0)
             d_grid[:, :b, :, :OW] = dout[n0:n0 + b].transpose(1, 0, 2, 3)
             d_b = d_grid[:, :b].reshape(G, F // G, b * OH * GW)
-            dcols = (w_mat_t @ d_b).reshape(C * KH * KW, b * OH * GW)           # W_mat.T @ D, group by group
+            dcols = (w_mat_t @ d_b).reshape(C * KH * KW, b * OH * GW)           # W_mat.T @ dout, group by group
             dx_buf[:, :b] = 0
             col2im_cf(dcols, dx_buf[:, :b], kernel_size, stride, (OH, GW), dilation, W, PW)
             dx[n0:n0 + b] = dx_in[:, :b].transpose(1, 0, 2, 3)

@@ -1,10 +1,10 @@
 """The backward pass of a stride-1 convolution as a convolution of dout (the "transposed convolution").
 
-The plain backward computes dx in two steps: dcols = W_mat.T @ D (a product
+The plain backward computes dx in two steps: dcols = W_mat.T @ dout (a product
 whose inner dimension is F), then col2im's KH*KW additions. At stride 1
 each input pixel receives W[f, c, i, j] * dout from the output KH-1-i rows
 and KW-1-j columns away, so dx is itself a convolution — of dout, padded
-by Q = D*(K-1) - P, with the kernel flipped (rotated 180 degrees) and its
+by Q = dilation*(K-1) - P, with the kernel flipped (rotated 180 degrees) and its
 in/out channels swapped. That costs one im2col (copies) and one product
 whose inner dimension is F*KH*KW — and the same im2col of dout gives dW
 too (``backward``). It gives the plain backward's dx and dW, to rounding.
@@ -17,7 +17,7 @@ from .flat_im2col import conv_grid_width, grouped_matmul, im2col_cf, input_buffe
 
 
 def applies(kernel_size, stride, padding, dilation):
-    """Whether the route exists: stride 1 and padding P <= D*(K-1) (else dout's padding would be negative)."""
+    """Whether the route exists: stride 1 and padding P <= dilation*(K-1) (else dout's padding would be negative)."""
     (KH, KW), (PH, PW), (DH, DW) = kernel_size, padding, dilation
     return stride == (1, 1) and PH <= DH * (KH - 1) and PW <= DW * (KW - 1)
 
@@ -49,7 +49,7 @@ def transposed_kernel(weight, groups):
 def backward(x, weight, dout, padding, dilation, groups, need_dw):
     """dx and dW (None without ``need_dw``) of a stride-1 convolution, both from ONE im2col: that of dout.
 
-    dx is the convolution of dout (padded by Q = D*(K-1) - P) with the
+    dx is the convolution of dout (padded by Q = dilation*(K-1) - P) with the
     transposed kernel: dcols = im2col(dout), dx = W_t @ dcols. The same
     dcols gives the weight gradient: row (f, KH-1-i, KW-1-j) of dcols
     holds, for every input pixel (n, h, w), the dout that pixel met

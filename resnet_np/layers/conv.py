@@ -90,11 +90,11 @@ def conv2d_backward(x, weight, dout, stride=1, padding=0, dilation=1, groups=1, 
                     need_weight_grad=True):
     """(dx, dW) of ``conv2d_im2col`` for an upstream gradient dout (lesson 03); None where not asked for.
 
-    With D = dout as (N, F, OH*OW) and cols = im2col(x), recomputed (cheaper
-    in memory than keeping KH*KW copies of x between the passes):
+    With dout as a matrix (N, F, OH*OW) and cols = im2col(x), recomputed
+    (cheaper in memory than keeping KH*KW copies of x between the passes):
 
-        dW_mat = sum over n of D[n] @ cols[n].T          (F, C/G*KH*KW)
-        dcols  = W_mat.T @ D                             (N, C*KH*KW, OH*OW)
+        dW_mat = sum over n of dout[n] @ cols[n].T       (F, C/G*KH*KW)
+        dcols  = W_mat.T @ dout                          (N, C*KH*KW, OH*OW)
         dx     = col2im(dcols)                           (N, C, H, W)
 
     each product taken group by group, as in the forward pass.
@@ -106,14 +106,14 @@ def conv2d_backward(x, weight, dout, stride=1, padding=0, dilation=1, groups=1, 
     F, Cg, KH, KW = weight.shape
     G = groups
     P = dout.shape[2] * dout.shape[3]                                    # OH*OW (spelled out: N may be 0)
-    D = dout.reshape(N, G, F // G, P)
+    dout_mat = dout.reshape(N, G, F // G, P)
     w_mat = weight.reshape(G, F // G, Cg * KH * KW)
     dx = dw = None
     if need_weight_grad:
         cols = im2col(x, (KH, KW), (SH, SW), (PH, PW), (DH, DW)).reshape(N, G, Cg * KH * KW, P)
-        dw = (D @ cols.transpose(0, 1, 3, 2)).sum(axis=0).reshape(weight.shape)
+        dw = (dout_mat @ cols.transpose(0, 1, 3, 2)).sum(axis=0).reshape(weight.shape)
     if need_input_grad:
-        dcols = (w_mat.transpose(0, 2, 1) @ D).reshape(N, C * KH * KW, P)
+        dcols = (w_mat.transpose(0, 2, 1) @ dout_mat).reshape(N, C * KH * KW, P)
         dx = col2im(dcols, x.shape, (KH, KW), (SH, SW), (PH, PW), (DH, DW))
     return dx, dw
 
@@ -129,18 +129,19 @@ class Conv2d(Module):
 
         out    = W_mat @ cols + b                        (N, F, OH*OW)
 
-    Backward, for an upstream gradient dout as G_out of shape (N, F, OH*OW):
+    Backward, for an upstream gradient dout as a matrix (N, F, OH*OW):
 
-        dW_mat = sum over n of G_out[n] @ cols[n].T      (F, C*KH*KW)
-        db     = G_out summed over n and its columns     (F,)
-        dcols  = W_mat.T @ G_out                         (N, C*KH*KW, OH*OW)
+        dW_mat = sum over n of dout[n] @ cols[n].T       (F, C*KH*KW)
+        db     = dout summed over n and its columns      (F,)
+        dcols  = W_mat.T @ dout                          (N, C*KH*KW, OH*OW)
         dx     = col2im(dcols)                           (N, C, H, W)
 
     (``conv2d_im2col`` and ``conv2d_backward``.) ``groups`` = G splits the
     channels into G independent convolutions (C/G inputs -> F/G outputs
     each; ResNeXt's "cardinality"; G = C is a depthwise convolution): the
     weight is (F, C/G, KH, KW) and each product becomes G products, one per
-    group. ``dilation`` spreads the kernel taps that many pixels apart.
+    group. ``dilation`` (DH, DW) spreads the kernel taps DH rows and DW
+    columns apart.
 
     The fast path (``resnet_np.use_fast``, the default) computes the same
     in cache-sized chunks on every core, and at stride 1 may take dx as a

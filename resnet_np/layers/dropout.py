@@ -1,4 +1,4 @@
-"""Dropout (Srivastava et al., 2014), in its inverted form as in PyTorch."""
+"""Dropout (Srivastava et al., 2014), in its inverted form as in PyTorch (used by lesson 12's wide ResNets)."""
 
 import numbers
 

@@ -1,4 +1,4 @@
-"""Flatten every axis but the batch axis."""
+"""Flatten every axis but the batch axis (a reshape and its inverse; in the head of lesson 07's ResNet)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The fully connected layer."""
+"""The fully connected layer (first used in lesson 05; the classifier of every network)."""
 
 from .. import init
 from ..checks import check_dim, check_dout, check_float_input, check_forward_done, positive_int

@@ -1,4 +1,4 @@
-"""Softmax followed by cross-entropy, fused for numerical stability."""
+"""Softmax and cross-entropy, fused for numerical stability (lesson 08 trains with it; exercise 06 derives it)."""
 
 import math
 

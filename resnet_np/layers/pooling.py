@@ -1,4 +1,4 @@
-"""Max pooling (with a naive reference) and global average pooling (max pooling's backward: lesson 07).
+"""Max and global average pooling (ResNet's stem and head, lesson 07; exercise 10 derives max pooling's backward).
 
 ``resnet_np/fast/pooling.py`` holds the twins of ``maxpool2d_with_argmax``
 and ``maxpool2d_backward``; ``MaxPool2d`` takes one or the other as
