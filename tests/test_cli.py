@@ -297,3 +297,42 @@ def test_evaluate_the_eight_class_weights_on_their_eight_classes(monkeypatch, tm
     assert accuracy > 80  # its file says 86.14 % on the 8,000 test images of its classes
     rows = [line.split()[0] for line in out.splitlines() if line.endswith("%") and "accuracy" not in line]
     assert rows == ["airplane", "automobile", "bird", "deer", "frog", "horse", "ship", "truck"]
+
+
+# -- the "What can go wrong" page quotes real messages ------------------------------------------------
+
+def page_examples():
+    """(command line, first line of the message, exit status) of each console example of the page."""
+    page = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "troubleshooting.md").read_text()
+    examples = []
+    for block in re.findall(r"```console\n(.*?)```", page, re.S):
+        lines = block.splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("$ python -m resnet_np "):
+                assert lines[i + 2] == "$ echo $?", lines[i:i + 4]
+                examples.append((line[len("$ python -m resnet_np "):], lines[i + 1], int(lines[i + 3])))
+    return examples
+
+
+def test_the_troubleshooting_page_quotes_what_the_commands_print(tmp_path, monkeypatch, capsys):
+    import shlex
+    examples = page_examples()
+    assert len(examples) >= 10
+    monkeypatch.chdir(tmp_path)
+    tiny_folder(tmp_path / "photos", classes=("cat", "dog"))
+    tiny_folder(tmp_path / "one-class", classes=("cat",))
+    (tmp_path / "notes.txt").write_text("a text file")
+    (tmp_path / "w.pth").write_bytes(b"")
+    assert main(["train", "--dataset", "folder:photos", *FOLDER_RUN, "--out", "runs/photos"]) == 0
+    for command, message, status in examples:
+        capsys.readouterr()
+        try:
+            code = main(shlex.split(command))
+        except SystemExit as e:
+            code = e.code
+        printed = capsys.readouterr().err.replace(f"{tmp_path}{os.sep}", "").splitlines()[0]
+        assert code == status, (command, code, printed)
+        if message.endswith("…"):
+            assert printed.startswith(message[:-1]), (command, printed)
+        else:
+            assert printed == message, (command, printed)
