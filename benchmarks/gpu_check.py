@@ -132,7 +132,7 @@ def stage_gradcheck(args):
         module.to("cupy")
         inputs = [backend.to_device(x, "cupy") for x in inputs]
         start = time.perf_counter()
-        report = check_module(module, *inputs, max_elements=300)
+        report = check_module(module, *inputs, max_elements=40 if args.dry_run else 300)
         worst = max(r.error for r in report.results)
         rows.append((name, report.ok, worst, time.perf_counter() - start))
     return rows
@@ -153,7 +153,7 @@ def stage_steps(args, torch, torch_device):
 
     cases = [("resnet20", 128, 32), ("resnet50", 32, 224)]
     if args.dry_run:
-        cases = [("resnet20", 4, 16), ("resnet50", 2, 32)]
+        cases = [("resnet20", 2, 16), ("resnet50", 2, 32)]
     rows = []
     rng = np.random.default_rng(0)
     for model_name, batch, size in cases:
@@ -172,7 +172,7 @@ def stage_steps(args, torch, torch_device):
             opt.zero_grad()
             model.backward(loss_fn.backward())
             opt.step()
-        ours = median_time(step, args.repeat, 2, sync)
+        ours = median_time(step, args.repeat, args.warmup, sync)
         first_loss = float(losses[0])
         model = opt = step = None  # the device memory goes back to the pool before PyTorch's turn
         theirs = None
@@ -193,7 +193,7 @@ def stage_steps(args, torch, torch_device):
             def torch_sync():
                 if torch_device == "cuda":
                     torch.cuda.synchronize()
-            theirs = median_time(torch_step, args.repeat, 2, torch_sync)
+            theirs = median_time(torch_step, args.repeat, args.warmup, torch_sync)
             net = topt = torch_step = None
         free_device_memory(xp, torch, torch_device)
         rows.append((model_name, batch, size, ours, theirs, first_loss))
@@ -227,7 +227,7 @@ def stage_epoch(args):
         except Exception as e:  # no files and no network: random images measure the speed just as well
             print(f"CIFAR-10 not loaded ({str(e).splitlines()[0]}): using random images", file=sys.stderr)
     if train is None:
-        n_train, n_test = (64, 32) if args.dry_run else (50_000, 10_000)
+        n_train, n_test = (32, 16) if args.dry_run else (50_000, 10_000)
         rng = np.random.default_rng(0)
         classes = [str(c) for c in range(10)]
         stats = ((0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
@@ -267,6 +267,7 @@ def main(argv=None):
     if args.dry_run and args.out is None:
         parser.error("--dry-run writes to --out only (not over the GPU results in the repository)")
     args.repeat = args.repeat or (2 if args.dry_run else 10)
+    args.warmup = 1 if args.dry_run else 2
 
     from resnet_np import backend
     try:
@@ -304,7 +305,7 @@ def main(argv=None):
     if "steps" not in args.skip:
         rows = stage_steps(args, torch, torch_device)
         lines += ["## 3. Training steps, the same batch (float32; forward, loss, backward, SGD step)", "",
-                  f"Median of {args.repeat} timed steps after 2 warm-up steps.", "",
+                  f"Median of {args.repeat} timed steps after {args.warmup} warm-up step(s).", "",
                   "| network | batch | image | resnet_np on CuPy (s) | PyTorch (s) | ours / PyTorch | ours images/s "
                   "| first loss |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for model_name, batch, size, ours, theirs, loss in rows:
