@@ -260,7 +260,7 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help=f"results file (default: {DEFAULT_OUT.relative_to(ROOT)}; "
                                                     "required with --dry-run)")
     parser.add_argument("--repeat", type=int, default=None, help="timed steps per model (default: 10, dry run 2)")
-    parser.add_argument("--test-timeout", type=int, default=180, help="seconds for the CuPy tests (default 180)")
+    parser.add_argument("--test-timeout", type=int, default=240, help="seconds for the CuPy tests (default 240)")
     parser.add_argument("--skip", action="append", default=[], choices=["tests", "gradcheck", "steps", "epoch"],
                         help="leave a stage out (repeatable)")
     args = parser.parse_args(argv)
