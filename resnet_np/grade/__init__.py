@@ -62,6 +62,7 @@ makes the autograder upload and the student handout.
 """
 
 import argparse
+import concurrent.futures
 import functools
 import importlib
 import importlib.util
@@ -473,32 +474,40 @@ def submission_files(folder):
     return found
 
 
-def _grade_batch(folder, exercises, timeout, progress=True):
-    """A Graded (or a GradeError's row) for every submission in ``folder``."""
+def _grade_batch(folder, exercises, timeout, progress=True, jobs=1):
+    """A Graded (or a GradeError's row) for every submission in ``folder``, ``jobs`` at a time."""
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise GradeError(f"{folder}: no such folder (--batch takes the folder of the submissions)")
-    rows = []
+    work = []
     for path in submission_files(folder):
-        student = _student_of(path, folder)
         number = _name_number(path.name)
         if number is None and len(exercises) == 1:
             number = exercises[0]
         elif exercises and number not in exercises:
             number = None
+        work.append((path, _student_of(path, folder), number))
+    for number in {n for _, _, n in work if n is not None}:
+        plan(number)  # once, before the threads
+
+    def one(item):
+        path, student, number = item
         if number is None:
-            rows.append((student, str(path), "not an exercise file: its name mentions none of "
-                         + (", ".join(f"ex{n:02d}" for n in exercises) or _known())))
-            continue
+            return (student, str(path), "not an exercise file: its name mentions none of "
+                    + (", ".join(f"ex{n:02d}" for n in exercises) or _known()))
         try:
             graded = grade_file(path, number, timeout, student)
         except GradeError as e:
-            rows.append((student, str(path), str(e)))
-            continue
+            return (student, str(path), str(e))
         if progress:
             print(f"{student:<30} {graded.exercise}  {graded.score}/{graded.max_score}  {path.name}", flush=True)
-        rows.append(graded)
-    return rows
+        return graded
+
+    if jobs == 1:
+        return [one(item) for item in work]
+    # Threads only wait: each submission runs in its own child process.
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        return list(pool.map(one, work))
 
 
 def main(argv=None):
@@ -537,11 +546,15 @@ def main(argv=None):
                         default="visible", help="when students see each check on Gradescope (default visible)")
     parser.add_argument("--batch", metavar="FOLDER", help="grade every .py and .ipynb file under FOLDER (one "
                         "sub-folder per student, or the student's name before exNN in the file name)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="with --batch: grade N submissions at a time (one child process each; default 1)")
     parser.add_argument("--roster", metavar="CSV", default="roster.csv",
                         help="with --batch: the CSV roster to write (default roster.csv)")
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be 1 or more, not {args.jobs}")
     try:
         exercises = [_number(e) for e in args.exercise or []]
     except GradeError as e:
@@ -552,7 +565,7 @@ def main(argv=None):
         if args.format == "gradescope":
             return report.gradescope(args.files, exercises, args.autograder_root, args.timeout, args.visibility)
         if args.batch:
-            rows = _grade_batch(args.batch, exercises, args.timeout, progress=args.format == "text")
+            rows = _grade_batch(args.batch, exercises, args.timeout, args.format == "text", args.jobs)
             report.write_roster(args.roster, rows)
             if args.format == "json":
                 print(json.dumps([r.to_dict() if isinstance(r, Graded) else
