@@ -1,4 +1,4 @@
-"""Property-based tests over layer configurations (hypothesis)."""
+"""Property-based tests over layer configurations (hypothesis), on the fast path and on the plain one."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,15 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from resnet_np import layers as L
+from resnet_np import use_fast
 from resnet_np.gradcheck import check_module, rel_error
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["fast", "plain"], autouse=True)
+def path(request):
+    """The whole module runs twice: on the fast layers and on the plain ones (module-scoped, as hypothesis wants)."""
+    with use_fast(request.param):
+        yield request.param
 
 configs = st.fixed_dictionaries({
     "n": st.integers(1, 3), "c": st.integers(1, 3), "f": st.integers(1, 3),
