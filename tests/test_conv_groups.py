@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from resnet_np import layers as L
+from resnet_np import use_fast
 from resnet_np.fast import buffers, flat_im2col, threads, transposed_conv
 from resnet_np.gradcheck import check_module, rel_error
 
@@ -42,6 +43,13 @@ def _report_worst_errors():
         print("\nworst relative error of Conv2d against torch.nn.functional.conv2d:")
         for what, err in sorted(WORST.items()):
             print(f"  {what:<8} {err:.2e}")
+
+
+@pytest.fixture(params=[True, False], ids=["fast", "plain"])
+def path(request):
+    """The test runs on both paths: the fast layers and the plain ones (resnet_np.use_fast)."""
+    with use_fast(request.param):
+        yield request.param
 
 
 def randn(*shape, seed=0):
@@ -133,7 +141,7 @@ def assert_matches_torch(torch, name, conv, x):
 
 
 @pytest.mark.parametrize("name,N,C,F,H,W,k,s,p,d,g", params())
-def test_matches_torch(torch, name, N, C, F, H, W, k, s, p, d, g):
+def test_matches_torch(torch, path, name, N, C, F, H, W, k, s, p, d, g):
     assert_matches_torch(torch, name, make_conv(C, F, k, s, p, d, g), randn(N, C, H, W, seed=1))
 
 
@@ -152,7 +160,7 @@ def test_both_backward_paths_are_covered():
 
 
 @pytest.mark.parametrize("name,N,C,F,H,W,k,s,p,d,g", params())
-def test_naive_reference_agrees(name, N, C, F, H, W, k, s, p, d, g):
+def test_naive_reference_agrees(path, name, N, C, F, H, W, k, s, p, d, g):
     conv = make_conv(C, F, k, s, p, d, g)
     x = randn(N, C, H, W, seed=1)
     expected = L.conv2d_naive(x, conv.weight.data, conv.bias.data, stride=s, padding=p, dilation=d, groups=g)
@@ -176,7 +184,7 @@ def test_naive_grouped_is_separate_convolutions():
     "groups 2, stride 2", "depthwise", "channel multiplier 2", "grouped, dilation 2",
     "non-square kernel, stride and dilation", "padding larger than the kernel", "1x1 grouped, stride 2",
 ]))
-def test_gradient_check(name, N, C, F, H, W, k, s, p, d, g):
+def test_gradient_check(path, name, N, C, F, H, W, k, s, p, d, g):
     report = check_module(make_conv(C, F, k, s, p, d, g), randn(N, C, H, W, seed=1))
     assert report.worst < 1e-7
     WORST["gradcheck"] = max(WORST.get("gradcheck", 0.0), report.worst)
