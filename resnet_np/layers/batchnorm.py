@@ -34,7 +34,7 @@ def as_map(v):
 def batch_statistics(x):
     """The batch's per-channel mean and biased variance over its M = N*H*W values, and x - mean:
 
-        mean = sum(x) / M          x_centered = x - mean          var = sum(x_centered^2) / M
+        mean = sum(x) / M          x_centered = x - mean          var = sum(x_centered**2) / M
 
     Returns (mean, var, M, x_centered).
     """
@@ -68,8 +68,8 @@ def gradient_sums(dout, x_centered):
 def input_grad(dout, x_centered, inv_std, weight, sum_dout, sum_dout_xc, M, trained):
     """dx of batch norm, with x_hat = x_centered * inv_std and sums over the channel's M values:
 
-        train:   dx = weight * inv_std * (dout - sum(dout) / M - x_hat * sum(dout * x_hat) / M)
-        eval:    dx = weight * inv_std * dout
+        dx = weight * inv_std * (dout - sum(dout) / M - x_hat * sum(dout * x_hat) / M)      (train mode)
+        dx = weight * inv_std * dout                                                        (eval mode)
 
     (sum(dout * x_hat) = inv_std * sum_dout_xc.) In eval mode the statistics
     are constants, so only the first term is left.

@@ -61,7 +61,7 @@ def maxpool2d_with_argmax(x, kernel_size, stride, padding):
 def maxpool2d_backward(dout, argmax, x_shape, kernel_size, stride, padding):
     """dx: each window's dout goes to its winner; an input that won several windows collects their sum.
 
-        dx_pad[n, c, oh*SH + i, ow*SW + j] += dout[n, c, oh, ow]    where argmax[n, c, oh, ow] = i*KW + j
+        dx_pad[n, c, oh*SH + i, ow*SW + j] += dout[n, c, oh, ow]      (for the offset (i, j) that won the window)
     """
     xp = get_array_module(dout)
     N, C, H, W = x_shape
