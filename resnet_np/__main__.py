@@ -366,25 +366,27 @@ def _report(error, where=""):
     and the ``ValueError`` or ``RuntimeError`` this library raises on
     purpose to name a bad file, value or setup. Anything else (and a
     ValueError raised inside NumPy or another library) is a bug of
-    resnet_np: its traceback, and a request to report it.
+    resnet_np: its traceback, and a request to report it. ``where`` names
+    the rank of a distributed run ("rank 1 of 2: ").
     """
     from .cli import UsageError
     from .train import TrainingDiverged
     if isinstance(error, UsageError):
-        print(f"error{where}: {error}", file=sys.stderr)
+        print(f"error: {where}{error}", file=sys.stderr)
         return 2
     if isinstance(error, MemoryError):
-        print(f"error{where}: out of memory ({error or 'no detail'}): lower --batch-size, or use fewer or "
+        print(f"error: {where}out of memory ({error or 'no detail'}): lower --batch-size, or use fewer or "
               "smaller images", file=sys.stderr)
         return 1
     missing = isinstance(error, ModuleNotFoundError) and not (error.name or "").startswith("resnet_np")
     if (isinstance(error, (OSError, TrainingDiverged)) or missing
             or (isinstance(error, (ValueError, RuntimeError)) and _raised_here(error))):
-        print(f"error{where}: {error}", file=sys.stderr)
+        print(f"error: {where}{error}", file=sys.stderr)
         return 1
     traceback.print_exception(type(error), error, error.__traceback__)
-    print(f"error{where}: this is a bug in resnet_np, not a mistake of yours: please report it to the project's "
-          "issue tracker, with the command you ran and the traceback above", file=sys.stderr)
+    print(f"error: {where}{type(error).__name__}: {error}\n"
+          "this is a bug in resnet_np, not a mistake of yours: please report it to the project's issue tracker, "
+          "with the command you ran and the traceback above", file=sys.stderr)
     return 1
 
 
@@ -403,21 +405,17 @@ def _train_distributed(args):
     ``MPI_Abort``, which makes mpiexec stop the whole job with that status.
     """
     from . import distributed
-    from .cli import train_command
     try:
         world = distributed.init()
     except (RuntimeError, ValueError) as e:  # no MPI started yet: a plain exit ends this process
         print(f"error: {e}", file=sys.stderr)
         return 1
     try:
-        if args.backend:
-            from . import backend
-            backend.use(args.backend)
-        status = train_command(args)
+        status = _run(args)
     except KeyboardInterrupt:
         status = 130
     except Exception as e:  # noqa: BLE001 -- as in main, with the rank named
-        status = _report(e, where=f" (rank {world.rank} of {world.size})")
+        status = _report(e, where=f"rank {world.rank} of {world.size}: ")
     if status and world.size > 1:
         world.abort(status, f"rank {world.rank} of {world.size} stopped with exit status {status}: "
                             "ending every rank")
