@@ -77,7 +77,7 @@ class Network(Module):
         The chain rule read from the logits back: each part, last first,
         turns the gradient of its output into the gradient of its input.
         With ``need_input_grad = False`` it returns None, and it stops below
-        ``lowest``, the lowest part with a trainable parameter.
+        the part nearest the images that still has a trainable parameter.
         """
         parts = self.parts()
         lowest = self._lowest_part_to_train(parts)
