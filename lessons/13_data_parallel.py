@@ -297,9 +297,10 @@ plt.close(fig)
 # convolutions, though the parameter list has it in between).
 #
 # A detail that matters: MPI libraries such as MPICH move a non-blocking
-# collective forward only while the program is inside an MPI call. So after
-# each layer's backward, DDP calls ``MPI_Test`` on the buckets in flight:
-# that is what lets the transfer run during backward.
+# collective forward only while the program is inside an MPI call. So each
+# time a gradient is complete (a hook on its parameter says so:
+# ``register_post_accumulate_grad_hook``), DDP calls ``MPI_Test`` on the
+# buckets in flight: that is what lets the transfer run during backward.
 #
 # Below: a ResNet-20 wrapped in DDP, with small buckets (a quarter of a
 # megabyte, to see several), a few steps, and the timeline of the last one.
