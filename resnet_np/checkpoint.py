@@ -73,40 +73,142 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=0, histor
     weights.save(model, path, extra_arrays=arrays, extra_meta={"training": training})
 
 
+def _optional(entry):
+    """A schema entry that also accepts None (JSON null)."""
+    ok, what = entry
+    return (lambda v: v is None or ok(v)), what + " or null"
+
+
+def _list_of_numbers(v):
+    return isinstance(v, list) and all(x is None or weights._is_number(x) for x in v)
+
+
+def _positive_number(v):
+    return weights._is_number(v) and v > 0
+
+
+_STRING = (lambda v: isinstance(v, str), "a string")
+_NUMBERS = (_list_of_numbers, "a list of numbers")
+
+# The parts of a checkpoint's "training" metadata: what each must be before anything is built from it.
+TRAINING_SCHEMA = {
+    "epoch": weights.int_in(0, 10**7),
+    "history": _optional((lambda v: isinstance(v, dict) and all(_list_of_numbers(x) for x in v.values()),
+                          "a JSON object of lists of numbers")),
+    "config": _optional((lambda v: isinstance(v, dict), "a JSON object of settings")),
+    "rng_state": _optional((lambda v: isinstance(v, dict), "a random generator's state (a JSON object)")),
+    "optimizer": _optional((lambda v: isinstance(v, dict), "a JSON object")),
+    "scheduler": _optional((lambda v: isinstance(v, dict), "a JSON object")),
+}
+
+# The settings of the command line that a checkpoint's "training" -> "config" holds (others are not checked).
+CONFIG_SCHEMA = {
+    "dataset": _STRING, "model": _STRING, "optimizer": _STRING, "schedule": _STRING, "augment": _STRING,
+    "shortcut": _optional(weights.one_of("A", "B")),
+    "epochs": weights.int_in(1, 10**6),
+    "batch_size": weights.int_in(1, 10**6),
+    "lr": _optional((_positive_number, "a positive number")),
+    "momentum": ((lambda v: weights._is_number(v) and 0 <= v < 1), "a number from 0 to below 1"),
+    "weight_decay": ((lambda v: weights._is_number(v) and v >= 0), "a number >= 0"),
+    "warmup_steps": weights.int_in(0, 10**9),
+    "train_size": _optional(weights.int_in(0, 10**9)),
+    "test_size": _optional(weights.int_in(0, 10**9)),
+    "seed": weights.int_in(0, 2**63 - 1),
+    "image_size": _optional(weights.int_in(1, 4096)),
+    "val_fraction": _optional(((lambda v: weights._is_number(v) and 0 < v < 1), "a number between 0 and 1")),
+    "mean": _optional(_NUMBERS),
+    "std": _optional(((lambda v: _list_of_numbers(v) and all(x is not None and x > 0 for x in v)),
+                      "a list of positive numbers")),
+}
+
+OPTIMIZER_SCHEMA = {
+    "class": _STRING,
+    "param_groups": ((lambda v: isinstance(v, list) and all(isinstance(g, dict) for g in v)),
+                     "a list of JSON objects"),
+    "scalars": ((lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())
+                 and all(k.isdigit() for k in v)), "a JSON object of JSON objects, one per parameter index"),
+}
+
+
+def check_training(path, meta):
+    """The "training" part of a checkpoint's metadata, checked against the schema; returns it.
+
+    Types and ranges, field by field, before any network or optimizer is
+    built from them: one ``weights.ModelFileError`` naming the file and the
+    first bad field.
+    """
+    training = meta.get("training")
+    if training is None:
+        raise weights.ModelFileError(f"{path} holds model weights only, not a training checkpoint: it cannot "
+                                     "resume training (load it with resnet_np.models.load)")
+    if not isinstance(training, dict):
+        raise weights.bad_field(path, "training", "a JSON object", training)
+    if "epoch" not in training:
+        raise weights.bad_field(path, "training.epoch", "present", None)
+    weights.check_fields(path, "training.", training, TRAINING_SCHEMA)
+    weights.check_fields(path, "training.config.", training.get("config") or {}, CONFIG_SCHEMA)
+    optimizer = training.get("optimizer")
+    if optimizer is not None:
+        for key in OPTIMIZER_SCHEMA:
+            if key not in optimizer:
+                raise weights.bad_field(path, f"training.optimizer.{key}", "present", None)
+        weights.check_fields(path, "training.optimizer.", optimizer, OPTIMIZER_SCHEMA)
+    if training.get("rng_state") is not None:
+        try:  # a generator of its own takes the state first: the package's one is untouched if it is bad
+            backend.host.random.PCG64().state = training["rng_state"]
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
+            raise weights.bad_field(path, "training.rng_state", f"a PCG64 generator's state ({e})",
+                                    training["rng_state"]) from None
+    return training
+
+
+def _restore(path, field, restore, *args):
+    """``restore(*args)``; a state the object refuses is an error naming the file and the field."""
+    try:
+        restore(*args)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as e:
+        raise weights.ModelFileError(f"{path}: cannot restore training.{field}: {type(e).__name__}: {e}") from None
+
+
 def load_checkpoint(path, model=None, optimizer=None, scheduler=None, backend_name=None):
     """Restore what ``save_checkpoint`` wrote; returns a ``Checkpoint``.
 
     The model is rebuilt from the file unless given. A given optimizer or
     scheduler gets its state back; a mismatch (another optimizer class, a
-    different number of parameters) is a ValueError naming the file.
+    different number of parameters) is a ValueError naming the file, and so
+    is metadata of the wrong type or range (checked before anything is built).
     """
     path = os.fspath(path)
     weights.check_archive(path)
     if model is not None:
         _check_dtype(path, model)
-    model, meta, extras = weights.load_with_extras(path, model, backend_name)
-    training = meta.get("training")
-    if training is None:
-        raise ValueError(f"{path} holds model weights only, not a training checkpoint: "
-                         "it cannot resume training (load it with resnet_np.models.load)")
+    arrays = weights._read_npz(path)
+    meta = weights._parse_meta(path, arrays)
+    training = check_training(path, meta)
+    extras = {key: a for key, a in arrays.items() if "/" in key}
+    for key in extras:
+        parts = key.split("/")
+        if len(parts) != 4 or parts[:2] != ["optimizer", "state"] or not parts[2].isdigit():
+            raise weights.ModelFileError(f"{path}: an array named {weights.shown_value(key)}, where only model "
+                                         "weights and optimizer/state/<index>/<name> belong")
+    model = weights.model_from_arrays(path, arrays, meta, model, backend_name)
     saved_opt = training.get("optimizer")
     if optimizer is not None:
         if saved_opt is None:
-            raise ValueError(f"{path} has no optimizer state to restore")
+            raise weights.ModelFileError(f"{path} has no optimizer state to restore")
         if saved_opt["class"] != type(optimizer).__name__:
-            raise ValueError(f"{path} was trained with {saved_opt['class']}, not {type(optimizer).__name__}")
+            raise weights.ModelFileError(f"{path} was trained with {weights.shown_value(saved_opt['class'])}, "
+                                         f"not {type(optimizer).__name__}")
         state = {}
         for index, entries in saved_opt["scalars"].items():
             state.setdefault(int(index), {}).update(entries)
         for key, array in extras.items():
             _, _, index, name = key.split("/", 3)
             state.setdefault(int(index), {})[name] = array
-        try:
-            optimizer.load_state_dict({"state": state, "param_groups": saved_opt["param_groups"]})
-        except ValueError as e:
-            raise ValueError(f"{path}: cannot restore the optimizer: {e}") from None
+        _restore(path, "optimizer", optimizer.load_state_dict,
+                 {"state": state, "param_groups": saved_opt["param_groups"]})
     if scheduler is not None and training.get("scheduler") is not None:
-        scheduler.load_state_dict(training["scheduler"])
+        _restore(path, "scheduler", scheduler.load_state_dict, training["scheduler"])
     if training.get("rng_state") is not None:
         backend.set_rng_state(training["rng_state"])
     return Checkpoint(model, training["epoch"], training.get("history") or {}, training.get("config") or {}, meta)
@@ -143,7 +245,4 @@ def read_training_config(path):
     weights.check_archive(path)
     arrays = weights._read_npz(path)
     meta = weights._parse_meta(path, arrays)
-    training = meta.get("training")
-    if training is None:
-        raise ValueError(f"{path} holds model weights only, not a training checkpoint")
-    return training.get("config") or {}
+    return check_training(path, meta).get("config") or {}

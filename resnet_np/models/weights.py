@@ -23,6 +23,7 @@ The state-dict keys are torchvision's, so ``load_torch_state_dict`` and
 """
 
 import json
+import math
 import os
 import zipfile
 import zlib
@@ -38,6 +39,87 @@ FORMAT_VERSION = 1
 META_KEY = "__meta__"
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
+
+# Beyond any network of the papers, and far below what would exhaust memory before the
+# shapes in the file are compared: a num_classes of 10**9 would be a 477 GiB classifier.
+MAX_CLASSES = 100_000
+
+
+class ModelFileError(ValueError):
+    """A model file or checkpoint that cannot be used; the message names the file and what is wrong."""
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def int_in(low, high):
+    """A schema entry: an int in [low, high]."""
+    return (lambda v: _is_int(v) and low <= v <= high), f"an int from {low} to {high}"
+
+
+def one_of(*choices):
+    return (lambda v: v in choices and type(v) is type(choices[0])), "one of " + ", ".join(map(repr, choices))
+
+
+# The constructor arguments a model file's "config" may hold: what each must be.
+CONFIG_SCHEMA = {
+    "num_classes": int_in(1, MAX_CLASSES),
+    "in_channels": int_in(1, 1024),
+    "shortcut": one_of("A", "B"),
+    "residual": one_of(True, False),
+    "dropout": ((lambda v: _is_number(v) and 0 <= v < 1), "a number from 0 to below 1"),
+    "depth": int_in(1, 2000),
+    "widen_factor": int_in(1, 64),
+    "groups": int_in(1, 1024),
+    "width_per_group": int_in(1, 4096),
+    "base_planes": int_in(1, 4096),
+}
+
+
+def shown_value(value, width=60):
+    """``repr(value)``, cut to ``width`` characters: a bad field may hold a megabyte."""
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def bad_field(path, field, what, value):
+    """The one error for a metadata field of the wrong type or range."""
+    return ModelFileError(f"{path}: metadata field {field} must be {what}, got {shown_value(value)}: the file is "
+                          "damaged or was not written by resnet_np; use another copy")
+
+
+def check_fields(path, prefix, values, schema):
+    """Each field of ``values`` that ``schema`` knows is checked; the first bad one is a ``ModelFileError``."""
+    for key, (ok, what) in schema.items():
+        if key in values and not ok(values[key]):
+            raise bad_field(path, f"{prefix}{key}", what, values[key])
+
+
+def check_model_meta(path, meta, arrays):
+    """The model part of a file's metadata, checked against the schema and the arrays, before anything is built.
+
+    The classifier and the first convolution in the file must have the shapes
+    ``num_classes`` and ``in_channels`` say: then a network built from the
+    metadata is no bigger than the file itself.
+    """
+    arch, config = meta.get("arch"), meta.get("config")
+    if arch is not None and not isinstance(arch, str):
+        raise bad_field(path, "arch", "an architecture name (a string)", arch)
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise bad_field(path, "config", "a JSON object of constructor arguments", config)
+    check_fields(path, "config.", config, CONFIG_SCHEMA)
+    for field, key, axis in (("num_classes", "fc.weight", 0), ("in_channels", "conv1.weight", 1)):
+        array = arrays.get(key)
+        if field in config and array is not None and array.ndim > axis and array.shape[axis] != config[field]:
+            raise ModelFileError(f"{path}: metadata field config.{field} says {config[field]}, but {key} in the "
+                                 f"file has shape {tuple(array.shape)}: the file is damaged or not resnet_np's")
 
 
 # ----------------------------------------------------------------------------
@@ -149,14 +231,15 @@ def _parse_meta(path, arrays):
         raise ValueError(f"{path}: unreadable {META_KEY!r} entry: {e}") from None
 
     version = meta.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise ValueError(f"{path}: format_version must be a positive int, got {version!r}")
+    if not _is_int(version) or version < 1:
+        raise ModelFileError(f"{path}: format_version must be a positive int, got {shown_value(version)}")
     if version > FORMAT_VERSION:
         raise ValueError(f"{path} has format version {version}, but this resnet_np reads versions up to "
                          f"{FORMAT_VERSION}: upgrade resnet_np to load it")
     dtype = meta.get("dtype")
     if dtype is not None and dtype not in FLOAT_DTYPES:
-        raise ValueError(f"{path}: dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
+        raise ModelFileError(f"{path}: dtype must be one of {FLOAT_DTYPES}, got {shown_value(dtype)}")
+    check_model_meta(path, meta, arrays)
     return meta
 
 
@@ -168,12 +251,13 @@ def _build_model(path, meta):
         raise ValueError(f"{path} was saved from a model without an architecture name: "
                          "build the model yourself and pass it as load(path, model=...)")
     if arch not in ARCHITECTURES:
-        raise ValueError(f"{path}: unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
+        raise ModelFileError(f"{path}: unknown architecture {shown_value(arch)}; expected one of "
+                             f"{sorted(ARCHITECTURES)}")
     config = meta.get("config") or {}
     try:
         model = ARCHITECTURES[arch](**config)
-    except TypeError as e:  # a config key the constructor does not take
-        raise ValueError(f"{path}: cannot build {arch} from config {config}: {e}") from None
+    except (TypeError, ValueError) as e:  # a config key the constructor does not take, or a value it refuses
+        raise ModelFileError(f"{path}: cannot build {arch} from config {shown_value(config, 200)}: {e}") from None
     dtype = meta.get("dtype")
     if dtype is not None and dtype != "float32":  # new layers are float32
         model.astype(dtype)
@@ -200,6 +284,12 @@ def load_with_extras(path, model=None, backend=None):
     path = os.fspath(path)
     arrays = _read_npz(path)
     meta = _parse_meta(path, arrays)
+    extras = {key: a for key, a in arrays.items() if "/" in key}
+    return model_from_arrays(path, arrays, meta, model, backend), meta, extras
+
+
+def model_from_arrays(path, arrays, meta, model=None, backend=None):
+    """The model with the weights of ``arrays`` (read from ``path``, its metadata ``meta`` already checked)."""
     if model is None:
         model = _build_model(path, meta)
     else:
@@ -210,13 +300,12 @@ def load_with_extras(path, model=None, backend=None):
     if backend is not None:
         model.to(backend)
     # Names with a "/" hold a training checkpoint's optimizer state, not weights.
-    extras = {key: a for key, a in arrays.items() if "/" in key}
     weights = {key: a for key, a in arrays.items() if "/" not in key}
     try:
         model.load_state_dict(weights, strict=True)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-    return model, meta, extras
+        raise ModelFileError(f"{path}: {e}") from None
+    return model
 
 
 def read_state_dict(path):
