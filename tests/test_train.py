@@ -144,7 +144,7 @@ def test_resume_refuses_another_optimizer(tmp_path):
     model, train, val, opt, sched = setup()
     fit(model, train, val, 1, opt, sched, out_dir=str(tmp_path), progress=False, log=quiet)
     model, train, val, opt, sched = setup(optimizer="adam", lr=1e-3)
-    with pytest.raises(ValueError, match="trained with SGD, not Adam"):
+    with pytest.raises(ValueError, match="trained with '?SGD'?, not Adam"):
         fit(model, train, val, 2, opt, sched, resume=str(tmp_path / "checkpoint.npz"), progress=False, log=quiet)
 
 
@@ -156,3 +156,26 @@ def test_evaluate_counts_correct_predictions():
     xs, ys = zip(*list(val))
     preds = np.concatenate([model(x).argmax(axis=1) for x in xs])
     assert acc == pytest.approx((preds == np.concatenate(ys)).mean())
+
+
+def test_a_training_loader_with_no_batch_is_a_clear_error_not_a_division_by_zero():
+    model, _, val, opt, sched = setup()
+    fewer_than_a_batch = DataLoader(bars_dataset(8), batch_size=16, shuffle=True, drop_last=True)
+    with pytest.raises(ValueError, match="yields no batch .* lower the batch size"):
+        fit(model, fewer_than_a_batch, val, 1, opt, sched, progress=False, log=quiet)
+
+
+def test_the_log_names_the_evaluated_images_as_told():
+    model, train, val, opt, sched = setup()
+    lines = []
+    fit(model, train, val, 1, opt, sched, progress=False, log=lines.append, val_name="held-out")
+    assert "held-out loss" in lines[-1] and "held-out acc" in lines[-1] and "val" not in lines[-1]
+
+
+def test_fit_refuses_a_world_that_is_not_the_models():
+    from resnet_np.distributed import World
+    two_ranks = World()
+    two_ranks.size = 2  # a plain model, but fit told that two processes share it
+    model, train, val, opt, sched = setup()
+    with pytest.raises(ValueError, match="pass world=model.world"):
+        fit(model, train, val, 1, opt, sched, progress=False, log=quiet, world=two_ranks)
