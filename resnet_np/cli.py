@@ -373,11 +373,13 @@ def _run(settings, model, parameters, train_set, test_set, out, headline, args, 
     history = fit(model, train_loader, test_loader, settings["epochs"], optimizer, scheduler, out_dir=out,
                   resume=resume, config=settings, progress=not args.no_progress, world=world, log=say,
                   val_name=tested_on)
+    if history.get("interrupted"):
+        return 130  # fit said which checkpoint, if any, is kept
     if history.get("val_acc"):
         say(f"{tested_on} accuracy: {history['val_acc'][-1]:.2%}")
-    if history.get("epoch"):
+    if os.path.isfile(os.path.join(out, "checkpoint.npz")):  # never claim a file that is not there
         say(f"checkpoint: {os.path.join(out, 'checkpoint.npz')}\ncurves: {os.path.join(out, 'curves.png')}")
-    return 130 if history.get("interrupted") else 0
+    return 0
 
 
 def _epochs_done(path):

@@ -336,3 +336,16 @@ def test_the_troubleshooting_page_quotes_what_the_commands_print(tmp_path, monke
             assert printed.startswith(message[:-1]), (command, printed)
         else:
             assert printed == message, (command, printed)
+
+
+def test_ctrl_c_in_the_first_checkpoint_write_claims_no_checkpoint(tmp_path, monkeypatch, capsys):
+    folder = tiny_folder(tmp_path / "photos")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", interrupted)
+    assert main(["train", "--dataset", f"folder:{folder}", *FOLDER_RUN, "--out", str(tmp_path / "run")]) == 130
+    out = capsys.readouterr().out
+    assert "interrupted during epoch 1" in out
+    assert "checkpoint:" not in out and "last good checkpoint" not in out, out
