@@ -95,10 +95,14 @@ def step():
 step()
 assert blas() == start, ("a layer left BLAS changed", start, blas())
 with resnet_np.fast.tuned():
-    assert blas() == [1] * len(start), ("tuned(): BLAS at one thread", blas())
+    with resnet_np.use_fast(False):  # the plain layers share out no images: BLAS keeps its threads
+        step()
+        assert blas() == start, ("tuned(), plain layers: BLAS's threads", blas())
     step()
+    assert blas() == [1] * len(start), ("tuned(): BLAS at one thread once our threads ran", blas())
     with resnet_np.fast.tuned():     # nested: the inner end restores nothing yet
         pass
+    step()
     assert blas() == [1] * len(start)
 assert blas() == start, ("tuned() did not restore BLAS", start, blas())
 print("ok", start)

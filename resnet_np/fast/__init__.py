@@ -90,10 +90,12 @@ _tuned_depth = 0
 
 @contextmanager
 def tuned():
-    """Inside the block: glibc keeps freed memory, and BLAS runs on one thread while our threads share the batch.
+    """Inside the block: glibc keeps freed memory, and BLAS runs on one thread beside our threads.
 
     Both are process-wide settings, faster for a training loop (see
-    ``memory.py`` and ``threads.py``); on leaving the outermost block,
+    ``memory.py`` and ``threads.py``). BLAS is set to one thread by the
+    first layer that shares out images among our threads (the plain layers
+    never do, so they keep BLAS's threads); on leaving the outermost block,
     BLAS gets its threads back (threadpoolctl restores them) and malloc its
     default thresholds. Blocks nest. Without it the layers still use their
     threads, limiting BLAS for the duration of each call only.
