@@ -213,7 +213,7 @@ def train_command(args):
     if args.resume:
         resume = args.resume if isinstance(args.resume, str) else os.path.join(
             args.out or _default_out(args.dataset or "mnist", args.model or "resnet20"), "checkpoint.npz")
-        settings = _resumed_settings(resume, _given(args))
+        settings = _resumed_settings(resume, _given(args), args.recorded)
         out = args.out or os.path.dirname(os.path.abspath(resume))
         say(f"resuming {resume}: {settings}")
     else:
@@ -243,8 +243,9 @@ def train_command(args):
                 resume=resume, world=world, say=say)
 
 
-def _resumed_settings(resume, given):
-    """The settings ``resume`` recorded; an error if the command line tries to change them."""
+def _resumed_settings(resume, given, defaults):
+    """The settings ``resume`` recorded (``defaults`` for those an older version did not record); an error if
+    the command line tries to change them."""
     if not os.path.isfile(resume):
         raise FileNotFoundError(f"no checkpoint to resume at {resume}" + (
             "" if os.path.exists(resume) else ": name it (--resume PATH) or the --out folder of the run"))
@@ -254,6 +255,7 @@ def _resumed_settings(resume, given):
     if settings.get("command") == "finetune":
         raise ValueError(f"{resume} was written by finetune, which cannot be resumed: run finetune again "
                          f"(its weights load with --from {resume})")
+    settings = dict({name: value for name, value in defaults.items() if value is not None}, **settings)
     changed = {name: value for name, value in given.items() if settings.get(name) != value}
     if changed:
         asked = ", ".join(f"{_option(name)} {value} (the run's: {settings.get(name)})"
@@ -534,7 +536,12 @@ def predict_command(args):
         mean, std = normalisation_of(meta)
     if dataset is not None and mean is None:  # a checkpoint written before it recorded its normalisation
         _, test_set = load_splits(config or {"dataset": dataset}, args.data, train=False)
+        if config.get("classes"):  # fine-tuned on some classes: its outputs are those, in that order
+            test_set = finetune.select_classes(test_set, finetune.parse_classes(config["classes"]))
         mean, std, classes = test_set.mean, test_set.std, classes or list(test_set.classes)
+    outputs = model.fc.out_features if hasattr(model, "fc") else None
+    if classes is not None and outputs is not None and len(classes) != outputs:
+        raise ValueError(f"{path}: the network has {outputs} outputs, but {len(classes)} class names")
     if mean is None or classes is None:
         raise ValueError(f"{path} does not record how its images were normalised or what its classes are: "
                          "predict needs a checkpoint written by train or finetune, or shipped weights")
