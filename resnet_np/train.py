@@ -31,7 +31,7 @@ import time
 
 from tqdm import tqdm
 
-from .atomic import write_atomically
+from .atomic import signals_deferred, write_atomically
 from .backend import get_array_module
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import WORLD_OF_ONE, DistributedDataParallel, unwrap
@@ -196,19 +196,23 @@ def fit(model, train_loader, val_loader, epochs, optimizer, scheduler=None, loss
                                      else (None, None))
             except NonFiniteLossError as e:
                 raise TrainingDiverged(f"validation after epoch {epoch + 1}: {e}") from None
-            for key, value in zip(HISTORY_KEYS, (epoch + 1, train_loss, train_acc, val_loss, val_acc, speed,
-                                                 seconds, optimizer.param_groups[0]["lr"])):
-                history[key].append(value)
-            val_text = (f", {val_name} loss {val_loss:.4f}, {val_name} acc {val_acc:.2%}" if val_loader is not None
-                        else "")
-            log(f"epoch {epoch + 1}/{epochs}: train loss {train_loss:.4f}, train acc {train_acc:.2%}{val_text}"
-                f" ({speed:.0f} images/s, {seconds:.0f} s)")
-            if out_dir:
-                if writes:
-                    save_checkpoint(checkpoint_path, unwrap(model), optimizer, scheduler, epoch + 1, history, config)
-                saved_epoch = epoch + 1  # on every rank: what the error messages below say
-                if writes:
-                    save_curves(history, os.path.join(out_dir, "curves.png"), val_name)
+            # An epoch's history, checkpoint and curves go together: a Ctrl-C or SIGTERM here acts at the end
+            # of the block, so what the run reports saved is on disk (atomic.signals_deferred).
+            with signals_deferred():
+                for key, value in zip(HISTORY_KEYS, (epoch + 1, train_loss, train_acc, val_loss, val_acc, speed,
+                                                     seconds, optimizer.param_groups[0]["lr"])):
+                    history[key].append(value)
+                val_text = (f", {val_name} loss {val_loss:.4f}, {val_name} acc {val_acc:.2%}" if val_loader is not None
+                            else "")
+                log(f"epoch {epoch + 1}/{epochs}: train loss {train_loss:.4f}, train acc {train_acc:.2%}{val_text}"
+                    f" ({speed:.0f} images/s, {seconds:.0f} s)")
+                if out_dir:
+                    if writes:
+                        save_checkpoint(checkpoint_path, unwrap(model), optimizer, scheduler, epoch + 1, history,
+                                        config)
+                    saved_epoch = epoch + 1  # on every rank: what the error messages below say
+                    if writes:
+                        save_curves(history, os.path.join(out_dir, "curves.png"), val_name)
         except KeyboardInterrupt:
             kept = (f"; the last good checkpoint is {checkpoint_path} (epoch {saved_epoch})"
                     if checkpoint_path and saved_epoch else "")
