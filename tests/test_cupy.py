@@ -66,6 +66,12 @@ def _bn(C, momentum=0.1, mode="train"):
     return build
 
 
+def _dropout(rng):
+    layer = layers.Dropout(0.4)
+    layer.reuse_mask = True  # one mask for every evaluation: a function finite differences can follow
+    return layer
+
+
 def _net(rng):
     return layers.Sequential(
         layers.Conv2d(2, 3, 3, stride=1, padding=1, bias=False),
@@ -86,6 +92,7 @@ CASES = {
     "Conv2d-k7-s2-p3": (lambda rng: layers.Conv2d(2, 2, 7, stride=2, padding=3, bias=False), [(1, 2, 6, 5)]),
     "Conv2d-k3x2-s2x1-p1x0": (lambda rng: layers.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(1, 0)),
                               [(2, 2, 5, 4)]),
+    "Conv2d-groups2": (lambda rng: layers.Conv2d(4, 6, 3, stride=1, padding=1, groups=2), [(2, 4, 4, 5)]),
     "BatchNorm2d-train": (_bn(3), [(4, 3, 3, 2)]),
     "BatchNorm2d-train-momentumNone": (_bn(3, momentum=None), [(2, 3, 2, 3)]),
     "BatchNorm2d-eval": (_bn(3, mode="eval"), [(2, 3, 3, 3)]),
@@ -96,6 +103,7 @@ CASES = {
     "MaxPool2d-k2x3-s1x2-p0x1": (lambda rng: layers.MaxPool2d((2, 3), (1, 2), (0, 1)), [(2, 2, 4, 6)]),
     "GlobalAvgPool2d": (lambda rng: layers.GlobalAvgPool2d(), [(2, 3, 4, 5)]),
     "Flatten": (lambda rng: layers.Flatten(), [(2, 3, 2, 2)]),
+    "Dropout-fixed-mask": (_dropout, [(2, 3, 4, 4)]),
     "Linear": (lambda rng: layers.Linear(6, 4), [(3, 6)]),
     "Linear-nobias": (lambda rng: layers.Linear(6, 4, bias=False), [(3, 6)]),
     "Add": (lambda rng: layers.Add(), [(2, 3, 2, 3), (2, 3, 2, 3)]),
@@ -173,7 +181,9 @@ def test_forward_backward_match_numpy(name):
             inputs = [rng.standard_normal(x.shape) * 1.5 + 0.3 for x in inputs]
         cpu.zero_grad()
         gpu.zero_grad()
+        backend.manual_seed(100 + step)  # dropout: the same mask on both (drawn on the host)
         out_cpu = cpu(*inputs)
+        backend.manual_seed(100 + step)
         out_gpu = gpu(*[backend.to_device(x, "cupy") for x in inputs])
         assert_matches_numpy(f"{name} output", out_gpu, out_cpu)
         dout = rng.standard_normal(out_cpu.shape)

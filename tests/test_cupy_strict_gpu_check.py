@@ -9,6 +9,9 @@ import pathlib
 import subprocess
 import sys
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from test_cupy import CASES  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -22,7 +25,7 @@ def test_gpu_check_dry_run_writes_every_section(tmp_path):
     assert "DRY RUN on the stand-in" in text and "says nothing about a GPU" in text
     for heading in ("## 2. Gradient check", "## 3. Training steps", "## 4. One CIFAR-10 epoch"):
         assert heading in text, heading
-    assert text.count("| ok |") == 19 and "FAILED" not in text
+    assert text.count("| ok |") == len(CASES) and "FAILED" not in text  # every layer of tests/test_cupy.py
     assert "| resnet20 |" in text and "| resnet50 |" in text
 
 
