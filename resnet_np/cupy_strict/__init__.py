@@ -38,8 +38,9 @@ backend. Only where it says nothing true — timings — does code ask
 ``backend.is_stand_in()``.
 
 What it does not emulate: kernels, streams, memory pools, device memory
-limits, CuPy's integer-index wrap-around, dtype rules where CuPy differs from
-NumPy, and the out-of-bounds behaviour of fancy indexing.
+limits, CuPy's wrap-around of out-of-range integer indices, dtype rules where
+CuPy differs from NumPy, and CuPy's refusal of Python lists outside ufuncs
+(``cupy.stack([1.0, a])`` passes here).
 """
 
 import sys
