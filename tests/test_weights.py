@@ -17,6 +17,7 @@ replayed random seed would otherwise let a loader that loads nothing pass.
 
 import json
 import os
+import pickle
 import sys
 
 import numpy as np
@@ -547,3 +548,69 @@ def test_a_damaged_array_header_is_an_error_not_wrong_weights(tmp_path):
     open(path, "wb").write(bytes(raw))
     with pytest.raises(ValueError, match="m.npz is not a resnet_np checkpoint"):
         load(path)
+
+
+# -- files that are not what they should be: one error naming the file and what it holds ---------------------------
+
+
+class NotAStateDict:
+    """A class a pickle can name: torch refuses to rebuild it under weights_only=True."""
+
+
+def torch_files(torch, folder):
+    """(name, path, fragment of the error) of every kind of .pth that is not a plain state dict."""
+    cases = []
+
+    def saved(name, obj, fragment, **kwargs):
+        path = str(folder / f"{name}.pth")
+        torch.save(obj, path, **kwargs)
+        cases.append((name, path, fragment))
+
+    saved("whole-module", torch.nn.Linear(2, 2), "holds a pickled Python object (torch.nn.modules.linear.Linear)")
+    saved("custom-class", {"w": NotAStateDict()}, "holds a pickled Python object (test_weights.NotAStateDict)")
+    saved("a-tensor", torch.zeros(2), "holds a torch.Tensor, not a state dict")
+    saved("a-list", [torch.zeros(2)], "holds a list, not a state dict")
+    saved("no-tensors", {"epoch": 3, "optimizer": {"state": {}}}, "its entries epoch (int), optimizer (dict) are not")
+    saved("int-keys", {1: torch.zeros(2)}, "keys are names like 'conv1.weight', but it has [1]")
+    saved("empty-dict", {}, "holds an empty dict")
+    saved("sparse", {"w": torch.zeros(2, 2).to_sparse()}, "w is a tensor NumPy cannot hold (torch.sparse_coo")
+    for name, data, fragment in (("text", b"hello", "is not a PyTorch file that can be read"),
+                                 ("empty", b"", "is empty or truncated"),
+                                 ("pickle", pickle.dumps({"w": 1}, protocol=4), "a Python pickle that asks for more"),
+                                 ("truncated", open(cases[2][1], "rb").read()[:300], "truncated or corrupted")):
+        path = folder / f"{name}.pth"
+        path.write_bytes(data)
+        cases.append((name, str(path), fragment))
+    return cases
+
+
+def test_every_pth_that_is_not_a_plain_state_dict_gets_one_error_naming_the_file_and_what_it_holds(tmp_path):
+    torch = needs_torch()
+    for name, path, fragment in torch_files(torch, tmp_path):
+        with pytest.raises(ValueError) as error:
+            load_torch_state_dict(resnet20(), path)
+        message = str(error.value)
+        assert message.startswith(path) and fragment in message, (name, message)
+        assert "weights_only" not in message, name  # never torch's advice to turn the protection off
+        assert error.value.__cause__ is None and (error.value.__context__ is None or error.value.__suppress_context__)
+    with pytest.raises(FileNotFoundError, match="no PyTorch weights file at"):
+        load_torch_state_dict(resnet20(), tmp_path / "missing.pth")
+
+
+def test_a_pth_that_records_another_architecture_is_refused_naming_both(tmp_path):
+    torch = needs_torch()
+    state = {key: torch.from_numpy(a.copy()) for key, a in resnet20().state_dict().items()}
+    torch.save({"epoch": 90, "arch": "resnet18", "state_dict": state}, tmp_path / "ckpt.pth")
+    with pytest.raises(ValueError, match=r"ckpt.pth records the architecture 'resnet18', but the model to load it "
+                                         r"into is a resnet20"):
+        load_torch_state_dict(resnet20(), tmp_path / "ckpt.pth")
+    torch.save({"epoch": 90, "arch": "resnet20", "state_dict": state}, tmp_path / "ckpt.pth")
+    load_torch_state_dict(resnet20(), tmp_path / "ckpt.pth")  # the one it records: fine
+
+
+def test_a_network_that_fits_key_by_key_but_is_another_is_refused(tmp_path):
+    save(scramble(resnet20(residual=False)), tmp_path / "plain.npz")
+    with pytest.raises(ValueError, match=r"plain.npz holds a resnet20 with residual=False, but the model to load it "
+                                         r"into has residual=True: the weights fit key by key"):
+        load(tmp_path / "plain.npz", model=resnet20())
+    assert load(tmp_path / "plain.npz").config["residual"] is False  # rebuilt from the file: the right network

@@ -25,6 +25,8 @@ The state-dict keys are torchvision's, so ``load_torch_state_dict`` and
 import json
 import math
 import os
+import re
+import warnings
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -296,7 +298,8 @@ def model_from_arrays(path, arrays, meta, model=None, backend=None):
         own_arch = getattr(model, "arch", None)
         saved_arch = meta.get("arch")
         if own_arch is not None and saved_arch is not None and own_arch != saved_arch:
-            raise ValueError(f"{path} holds a {saved_arch}, but the model to load it into is a {own_arch}")
+            raise ModelFileError(f"{path} holds a {saved_arch}, but the model to load it into is a {own_arch}")
+        _check_structure(path, meta, model, arrays)
     if backend is not None:
         model.to(backend)
     # Names with a "/" hold a training checkpoint's optimizer state, not weights.
@@ -306,6 +309,28 @@ def model_from_arrays(path, arrays, meta, model=None, backend=None):
     except ValueError as e:
         raise ModelFileError(f"{path}: {e}") from None
     return model
+
+
+# Constructor arguments that change the network without changing a key or a shape: a file and a model
+# that differ in one of them fit key by key, yet are not the same network (residual=False is a plain net).
+STRUCTURE = ("residual", "shortcut", "depth", "widen_factor", "groups", "width_per_group", "base_planes")
+
+
+def _check_structure(path, meta, model, arrays):
+    """Refuse a file whose network differs from ``model``'s in what no key or shape shows.
+
+    (When keys or shapes differ, ``load_state_dict`` lists them: that says more.)
+    """
+    saved, own = meta.get("config") or {}, getattr(model, "config", None) or {}
+    differ = [key for key in STRUCTURE if key in saved and key in own and saved[key] != own[key]]
+    shapes = {key: tuple(a.shape) for key, a in model.state_dict().items()}
+    if differ and shapes == {key: tuple(a.shape) for key, a in arrays.items() if "/" not in key}:
+        name = meta.get("arch") or "network"
+        raise ModelFileError(
+            f"{path} holds a {name} with " + ", ".join(f"{key}={saved[key]!r}" for key in differ)
+            + ", but the model to load it into has " + ", ".join(f"{key}={own[key]!r}" for key in differ)
+            + ": the weights fit key by key, but the networks differ; build the model as the file says "
+              "(or load(path) without a model)")
 
 
 def read_state_dict(path):
@@ -341,13 +366,113 @@ def _unwrap_checkpoint(state):
     ``{"model": ...}``; and ``nn.DataParallel`` prefixes every key with
     ``module.``.
     """
+    return _unwrap_with_arch(state)[0]
+
+
+def _unwrap_with_arch(state):
+    """(the state dict inside ``state``, the architecture name the wrapper records or None).
+
+    PyTorch's ImageNet example saves ``{"epoch", "arch", "state_dict", ...}``:
+    its "arch" is the one record a ``.pth`` file has of what network it holds.
+    """
+    arch = None
     for wrapper in ("state_dict", "model"):
         if isinstance(state.get(wrapper), dict):
+            arch = state.get("arch") if isinstance(state.get("arch"), str) else None
             state = state[wrapper]
             break
-    if state and all(key.startswith("module.") for key in state):
+    if state and all(isinstance(key, str) and key.startswith("module.") for key in state):
         state = OrderedDict((key[len("module."):], value) for key, value in state.items())
-    return state
+    return state, arch
+
+
+def _torch_problem(error):
+    """What a failed ``torch.load(..., weights_only=True)`` means, in words, without torch's advice.
+
+    Torch suggests re-running with ``weights_only=False``: that runs whatever
+    code the file names, the one thing to never do with a file from elsewhere.
+    """
+    text = str(error)
+    found = re.search(r"GLOBAL ([\w.]+)", text)  # "Unsupported global: GLOBAL x.Y", "unsupported GLOBAL posix.system"
+    if found:
+        return (f"it holds a pickled Python object ({found.group(1)}), not a plain state dict of tensors; "
+                "resnet_np reads only state dicts, which run no code when read: where the file was made, save "
+                "torch.save(model.state_dict(), path)")
+    if "Weights only load failed" in text:
+        return ("it is a Python pickle that asks for more than tensors, not a plain state dict: where the file was "
+                "made, save torch.save(model.state_dict(), path)")
+    if isinstance(error, EOFError) or not text:
+        return "it is empty or truncated, not a PyTorch file"
+    if "zip archive" in text or "central directory" in text:
+        return "it is truncated or corrupted: not a readable PyTorch zip archive; use another copy"
+    first = text.strip().splitlines()[0][:200]
+    return f"it is not a PyTorch file that can be read ({type(error).__name__}: {first})"
+
+
+def _torch_load(torch, path):
+    """``torch.load`` with ``weights_only=True``; its failures as one ``ModelFileError`` naming ``path``."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no PyTorch weights file at {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's note on a pickle protocol: the error below says more
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (torch raises UnpicklingError, RuntimeError, KeyError, EOFError...)
+        problem = _torch_problem(e)
+        if "weights_only" in problem:  # never pass on the advice to turn the protection off
+            problem = f"it is not a PyTorch state dict that can be read safely ({type(e).__name__})"
+        raise ModelFileError(f"{path}: {problem}") from None
+
+
+def _type_name(value):
+    return f"{type(value).__module__}.{type(value).__name__}".replace("builtins.", "")
+
+
+def _kind_of(value):
+    name = _type_name(value)
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
+
+def read_torch_checkpoint(path_or_state_dict):
+    """(state dict as an ordered dict of NumPy arrays, the architecture the file records or None).
+
+    Anything but a dict of tensors (wrapped or not, see ``_unwrap_with_arch``)
+    is a ``ModelFileError`` naming the file and what was found in it.
+    """
+    torch = _import_torch("read_torch_state_dict")
+    if isinstance(path_or_state_dict, (str, os.PathLike)):
+        where = os.fspath(path_or_state_dict)
+        state = _torch_load(torch, where)
+    else:
+        where, state = "the state dict", path_or_state_dict
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{where} holds {_kind_of(state)}, not a state dict (a dict of tensors named like "
+                             "'conv1.weight'): where it was made, save torch.save(model.state_dict(), path)")
+    state, arch = _unwrap_with_arch(state)
+    if not state:
+        raise ModelFileError(f"{where} holds an empty dict: no weights")
+    not_named = [key for key in state if not isinstance(key, str)]
+    if not_named:
+        raise ModelFileError(f"{where}: a state dict's keys are names like 'conv1.weight', but it has "
+                             f"{shown_value(not_named)}")
+    arrays = OrderedDict()
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor):
+            try:
+                if value.dtype == torch.bfloat16:  # NumPy has no bfloat16
+                    value = value.float()
+                value = value.detach().cpu().numpy()
+            except (TypeError, RuntimeError, NotImplementedError) as e:  # sparse, quantized, meta tensors
+                raise ModelFileError(f"{where}: {key} is a tensor NumPy cannot hold ({value.layout}, "
+                                     f"{value.dtype}: {str(e).splitlines()[0][:120]})") from None
+        elif not (hasattr(value, "shape") and hasattr(value, "dtype")):
+            others = [f"{k} ({_type_name(v)})" for k, v in state.items()
+                      if not isinstance(v, torch.Tensor) and not hasattr(v, "dtype")]
+            raise ModelFileError(f"{where} is not a plain state dict: its entries {', '.join(others[:5])}"
+                                 f"{' ...' if len(others) > 5 else ''} are not tensors (a training checkpoint "
+                                 "without a 'state_dict' or 'model' entry?)")
+        arrays[key] = value
+    return arrays, arch
 
 
 def read_torch_state_dict(path_or_state_dict):
@@ -356,23 +481,10 @@ def read_torch_state_dict(path_or_state_dict):
     ``path_or_state_dict`` is a ``.pth``/``.pt`` file (read with
     ``weights_only=True``: no code runs from it) or an already-loaded dict
     of tensors, possibly wrapped in a checkpoint under "state_dict" or "model".
+    What is not a plain state dict is a ``ModelFileError`` naming the file
+    and what it holds.
     """
-    torch = _import_torch("read_torch_state_dict")
-    if isinstance(path_or_state_dict, (str, os.PathLike)):
-        state = torch.load(os.fspath(path_or_state_dict), map_location="cpu", weights_only=True)
-    else:
-        state = path_or_state_dict
-    if not isinstance(state, dict):
-        raise ValueError(f"expected a state dict (a dict of tensors), got {type(state).__name__}")
-    state = _unwrap_checkpoint(state)
-    arrays = OrderedDict()
-    for key, value in state.items():
-        if isinstance(value, torch.Tensor):
-            if value.dtype == torch.bfloat16:  # NumPy has no bfloat16
-                value = value.float()
-            value = value.detach().cpu().numpy()
-        arrays[key] = value
-    return arrays
+    return read_torch_checkpoint(path_or_state_dict)[0]
 
 
 def load_torch_state_dict(model, path_or_state_dict, strict=True):
@@ -381,6 +493,8 @@ def load_torch_state_dict(model, path_or_state_dict, strict=True):
     ``path_or_state_dict`` is a ``.pth``/``.pt`` file (read with
     ``weights_only=True``: no code runs from it) or an already-loaded dict
     of tensors, possibly wrapped in a checkpoint under "state_dict" or "model".
+    A wrapper that records the architecture ("arch", as PyTorch's ImageNet
+    example saves it) must name the model's.
 
     Files written before PyTorch 0.4.1 (among them the first torchvision
     ImageNet weights) have no ``num_batches_tracked``; as PyTorch does, a
@@ -388,12 +502,21 @@ def load_torch_state_dict(model, path_or_state_dict, strict=True):
     its own counter instead of failing the strict check.
     """
     _import_torch("load_torch_state_dict")  # without PyTorch, the error names the function called
-    state = read_torch_state_dict(path_or_state_dict)
+    where = (os.fspath(path_or_state_dict) if isinstance(path_or_state_dict, (str, os.PathLike))
+             else "the state dict")
+    state, recorded = read_torch_checkpoint(path_or_state_dict)
+    own = getattr(model, "arch", None)
+    if recorded is not None and own is not None and recorded != own:
+        raise ModelFileError(f"{where} records the architecture {shown_value(recorded)}, but the model to load it "
+                             f"into is a {own}: build a {recorded} instead, or use the file of a {own}")
     for key, value in model.state_dict().items():
         prefix = key[:-len("num_batches_tracked")]
         if key.endswith("num_batches_tracked") and key not in state and prefix + "running_mean" in state:
             state[key] = value
-    model.load_state_dict(state, strict=strict)
+    try:
+        model.load_state_dict(state, strict=strict)
+    except ValueError as e:
+        raise ModelFileError(f"{where}: {e}") from None
     return model
 
 
