@@ -203,6 +203,11 @@ def _read_npz(path):
     """Every array in the archive ``path`` as a dict, or a ValueError saying why not."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint file at {path}")
+    if _is_torch_file(path):
+        raise ModelFileError(f"{path} is a PyTorch file (torch.save), not a resnet_np model file (.npz): fine-tune "
+                             "from it (finetune --from PATH --model ARCH), or load it into a network with "
+                             "resnet_np.models.load_torch_state_dict(model, path) and write it with "
+                             "resnet_np.models.save(model, 'model.npz')")
     check_archive(path)  # NumPy stops reading an entry where its header says: a damaged header would pass
     try:
         data = host.load(path, allow_pickle=False)
@@ -210,11 +215,28 @@ def _read_npz(path):
             raise ValueError("it holds a single array, not an .npz archive")
         try:
             # Reading every entry now is what finds a truncated or corrupted one.
-            return {name: data[name] for name in data.files}
+            arrays = {name: data[name] for name in data.files}
         finally:
             data.close()
     except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as e:
-        raise ValueError(f"{path} is not a resnet_np checkpoint (truncated or corrupted?): {e}") from None
+        raise ModelFileError(f"{path} is not a resnet_np checkpoint (truncated or corrupted?): {e}") from None
+    not_arrays = [name for name, a in arrays.items() if not isinstance(a, host.ndarray)]
+    if not_arrays:  # a zip member that is not an .npy file comes back as bytes
+        raise ModelFileError(f"{path} is not a resnet_np checkpoint: its entries {shown_value(not_arrays)} are not "
+                             "NumPy arrays")
+    return arrays
+
+
+def _is_torch_file(path):
+    """True for a file ``torch.save`` wrote: a zip with a ``data.pkl`` (or, before PyTorch 1.6, a pickle)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("data.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        pass
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return path.lower().endswith((".pth", ".pt")) and head[:1] == b"\x80"  # the pickle protocol opcode
 
 
 def _parse_meta(path, arrays):
