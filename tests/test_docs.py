@@ -24,9 +24,9 @@ from _site import DOCS, ROOT, build, built_site, course_notebooks
 
 SCREENSHOTS = DOCS / "_build" / "screenshots"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-# The pages that took over the README's sections (tests/test_readme.py checks their examples and commands).
-PAGES = ("training.html", "cifar10.html", "models.html", "finetuning.html", "speed.html", "distributed.html",
-         "library.html", "robustness.html")
+# Every page written in docs/ (the landing page, the course's pages, the guides that hold what the README
+# links to): each must be built, and each is opened in the browser.
+PAGES = tuple(sorted(f"{page.stem}.html" for page in DOCS.glob("*.md")))
 RAW_LATEX = re.compile(r"\\(frac|sum|begin|mathrm|sqrt|partial|hat|cdot|text)\b|\$\$")
 
 
@@ -41,8 +41,9 @@ def test_the_site_builds_with_the_documented_command():
         assert (site / "lessons" / f"{lesson.stem}.html").is_file(), f"no page for {lesson.name}"
     for exercise in nb.exercises():
         assert (site / "exercises" / f"{exercise.stem}.html").is_file(), f"no page for {exercise.name}"
-    for page in ("index.html", "course.html", "grader.html", "results/index.html", "api/layers.html",
-                 "api/fast.html", "api/models.html", "api/optim.html", "api/data.html", "api/gradcheck.html") + PAGES:
+    assert {"index.html", "course.html", "grader.html", "training.html", "speed.html"} <= set(PAGES), PAGES
+    for page in ("results/index.html", "api/layers.html", "api/fast.html", "api/models.html", "api/optim.html",
+                 "api/data.html", "api/gradcheck.html") + PAGES:
         assert (site / page).is_file(), page
     # The landing page is a page of its own (not the README), with the main command; the sidebar gives the
     # exercises a heading of their own, after the lessons'; the results page shows the benchmarks' figures.
@@ -143,7 +144,7 @@ def _pages():
     except pytest.skip.Exception:
         return ["lessons/01_arrays_and_xp.html"]
     pages = [f"lessons/{p.stem}.html" for p in nb.lessons()] + [f"exercises/{p.stem}.html" for p in nb.exercises()]
-    return pages + ["index.html", "course.html", "grader.html", "results/index.html", "api/layers.html"] + list(PAGES)
+    return pages + list(PAGES) + ["results/index.html", "api/layers.html"]
 
 
 WAIT_FOR_MATH = """
