@@ -93,9 +93,9 @@ def tuned():
     """Inside the block: glibc keeps freed memory, and BLAS runs on one thread beside our threads.
 
     Both are process-wide settings, faster for a training loop (see
-    ``memory.py`` and ``threads.py``). BLAS is set to one thread by the
-    first layer that shares out images among our threads (the plain layers
-    never do, so they keep BLAS's threads); on leaving the outermost block,
+    ``memory.py`` and ``threads.py``; BLAS is held at one thread only if the
+    layers have several threads of their own, ``set_num_threads``); on
+    leaving the outermost block,
     BLAS gets its threads back (threadpoolctl restores them) and malloc its
     default thresholds. Blocks nest. Without it the layers still use their
     threads, limiting BLAS for the duration of each call only.

@@ -19,10 +19,11 @@ parts simply run one after the other. Switching BLAS between one thread and
 several around every layer costs more than it saves (its idle threads wake
 up and spin: a 2-core ResNet-20 step took 0.45 s instead of 0.31 s), so a
 training loop holds the limit for as long as it runs: inside
-``resnet_np.fast.tuned()`` (which ``fit`` uses) the first call that shares
-out images sets BLAS to one thread, and it stays so until the block ends
-(then BLAS gets its threads back). The plain layers never share out images,
-so under ``use_fast(False)`` BLAS keeps all its threads. Outside ``tuned()``,
+``resnet_np.fast.tuned()`` (which ``fit`` uses) BLAS stays at one thread,
+and gets its threads back when the block ends. (The plain layers, which
+share out no images, run there on one core: their many small products per
+image run no faster on BLAS's threads, and slower on a busy machine, where
+the threads spin waiting for each other.) Outside ``tuned()``,
 ``for_each_part`` sets the limit for the duration of its own call only:
 nothing is left changed in the process.
 
@@ -49,8 +50,7 @@ except ImportError:  # pragma: no cover - threadpoolctl is a dependency; this ke
 _num_threads = None
 _pool = None
 _controller = None  # threadpoolctl's view of the BLAS libraries, found once
-_holding = False    # inside tuned(): once set to one thread, BLAS stays so until release_blas()
-_blas_limit = None  # threadpoolctl's record of BLAS's threads before we held them at one
+_blas_limit = None  # inside tuned(): threadpoolctl's record of BLAS's threads before we held them at one
 
 
 def _default_num_threads():
@@ -79,9 +79,9 @@ def set_num_threads(n):
     if _pool is not None:
         _pool.shutdown()
         _pool = None
-    if _blas_limit is not None and n == 1:  # inside tuned(): one thread of ours, so BLAS may use them all
-        _blas_limit.restore_original_limits()
-        _blas_limit = None
+    if _blas_limit is not None:  # inside tuned(): BLAS at one thread only while we have several
+        release_blas()
+        hold_blas_at_one_thread()
 
 
 def _blas_controller():
@@ -92,15 +92,15 @@ def _blas_controller():
 
 
 def hold_blas_at_one_thread():
-    """From the next call that shares out images until ``release_blas()``, BLAS at one thread (``tuned()``)."""
-    global _holding
-    _holding = True
+    """BLAS at one thread until ``release_blas()`` (used by ``tuned()``; nothing to do with one thread of ours)."""
+    global _blas_limit
+    if _blas_limit is None and get_num_threads() > 1 and ThreadpoolController is not None:
+        _blas_limit = _blas_controller().limit(limits=1, user_api="blas")
 
 
 def release_blas():
-    """Give BLAS back the threads it had before it was held at one."""
-    global _holding, _blas_limit
-    _holding = False
+    """Give BLAS back the threads it had before ``hold_blas_at_one_thread``."""
+    global _blas_limit
     if _blas_limit is not None:
         _blas_limit.restore_original_limits()
         _blas_limit = None
@@ -123,15 +123,13 @@ def for_each_part(fn, N, min_part=1, xp=None):
     too small is not worth a thread). With one thread, threadpoolctl
     missing, or ``xp`` not NumPy (a GPU), this is simply ``[fn(0, N)]``.
     """
-    global _pool, _blas_limit
+    global _pool
     threads = min(get_num_threads(), max(1, N // max(min_part, 1)))
     if threads == 1 or ThreadpoolController is None or (xp is not None and xp.__name__ != "numpy"):
         return [fn(0, N)]
     if _pool is None:
         _pool = ThreadPoolExecutor(get_num_threads() - 1, thread_name_prefix="resnet_np")
-    if _holding and _blas_limit is None:   # inside tuned(): one thread from now until the block ends
-        _blas_limit = _blas_controller().limit(limits=1, user_api="blas")
-    if _blas_limit is not None:
+    if _blas_limit is not None:   # inside tuned(): BLAS is already at one thread
         return _run_parts(fn, N, threads)
     with _blas_controller().limit(limits=1, user_api="blas"):   # for this call only
         return _run_parts(fn, N, threads)
