@@ -36,8 +36,9 @@ logger = logging.getLogger(__name__)
 DOCS = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = cn.ROOT / "benchmarks" / "results"
 EXECUTOR_VERSION = "2"  # bump to re-execute every lesson
-API = {"resnet_np.layers": "Layers", "resnet_np.fast": "The engine: the layers' fast twins",
-       "resnet_np.models": "Models", "resnet_np.optim": "Optimizers and schedules", "resnet_np.data": "Data",
+API = {"resnet_np.module": "Module and Parameter", "resnet_np.layers": "Layers",
+       "resnet_np.fast": "The engine: the layers' fast twins", "resnet_np.models": "Models",
+       "resnet_np.optim": "Optimizers and schedules", "resnet_np.data": "Data",
        "resnet_np.gradcheck": "Gradient checks"}
 
 
