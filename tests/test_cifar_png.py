@@ -15,6 +15,7 @@ import os
 import pathlib
 import tarfile
 
+import _hostile
 import numpy as np
 import pytest
 from PIL import Image
@@ -265,6 +266,15 @@ def damaged_cases():
         ("wrong-labels", relabel(TRAIN_1, CLASSES[1:] + CLASSES[:1]), TRAIN_1, "labels.txt lists"),
         ("misnamed", add(TRAIN_2, "cifar10/train/dog/7_cat.png", black), TRAIN_2,
          "is not named <split>/<class>/<index>_<class>.png"),
+        # What a hostile archive holds (tests/_hostile.py): each was accepted, or a bare error, before.
+        ("jpeg-named-png", replace_png(1, _hostile.encoded(Image.fromarray(np.zeros((32, 32, 3), np.uint8)), "JPEG")),
+         None, "is not a readable PNG"),
+        ("16-bit-png", replace_png(3, _hostile.png16_gray(1000, 32, 32)), None,
+         "has pixels of mode I;16, not 8-bit colour"),
+        ("bomb-png", replace_png(5, _hostile.bomb_png(10000)), None, "is not a readable PNG .DecompressionBomb"),
+        ("labels-not-utf8", add(TRAIN_1, "cifar10/labels.txt", b"\xff\xfe" * 10), TRAIN_1, "labels.txt lists"),
+        ("unicode-digit-index", add(TRAIN_1, "cifar10/train/cat/\u00b2_cat.png", black), TRAIN_1,
+         "is not named <split>/<class>/<index>_<class>.png"),
     ]
 
 
@@ -276,7 +286,8 @@ def test_a_damaged_archive_is_a_value_error_naming_it(tmp_path, tiny, case):
         load(tmp_path)
     text = str(error.value)
     if archive is None:  # the damage was done wherever that image lives: name that archive
-        index = {"wrong-size": 2, "corrupt-png": 4, "truncated-png": 6}.get(case[0])
+        index = {"wrong-size": 2, "corrupt-png": 4, "truncated-png": 6, "jpeg-named-png": 1, "16-bit-png": 3,
+                 "bomb-png": 5}.get(case[0])
         if index is not None:
             archive = TRAIN_1 if made["train"][1][index] < 5 else TRAIN_2
     archives = [archive] if archive is not None else [TRAIN_1, TRAIN_2]
@@ -334,3 +345,10 @@ def test_the_official_tarball_is_preferred_when_present(tmp_path, tiny, monkeypa
     assert calls == []
     os.remove(folder / "cifar-10-python.tar.gz")
     assert_split(load(tmp_path), *made_png["train"])
+
+
+def test_a_member_too_large_to_be_a_cifar_png_is_refused_unread(tmp_path, tiny, monkeypatch):
+    tiny()
+    monkeypatch.setattr(cifar_png, "MAX_MEMBER_BYTES", 64)  # every PNG of the tiny archives is larger
+    with pytest.raises(ValueError, match=r"bytes, more than any file of the CIFAR-10 PNG archive"):
+        load(tmp_path, train=False)

@@ -736,3 +736,18 @@ def test_real_mnist():
     x, y = next(iter(DataLoader(train, batch_size=1000, shuffle=False)))
     np.testing.assert_array_equal(y, train.labels[:1000])
     assert abs(float(x.mean())) < 0.1 and abs(float(x.std()) - 1) < 0.1
+
+
+def test_a_batch_with_bool_labels_or_too_large_is_refused_by_name(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    good = cifar_batch(rng, 2, b"x")
+    members = {f"data_batch_{i}": py2_pickle(good) for i in range(1, 6)}
+    members["test_batch"] = pickle.dumps({b"data": good[b"data"], b"labels": [True, False]}, protocol=3)
+    (tmp_path / "cifar10").mkdir()
+    make_tarball(tmp_path / "cifar10" / TARBALL, members)
+    use_md5s_of(monkeypatch, "cifar10", tmp_path / "cifar10")
+    with pytest.raises(ValueError, match="test_batch has b'labels' that are not a list of ints in 0..9"):
+        load_dataset("cifar10", root=tmp_path, train=False, download=False)
+    monkeypatch.setattr(cifar, "MAX_BATCH_BYTES", 100)  # the tiny batches are larger: none is read
+    with pytest.raises(ValueError, match=r"data_batch_1 is \d+ bytes, more than a CIFAR-10 batch"):
+        load_dataset("cifar10", root=tmp_path, download=False)

@@ -29,6 +29,10 @@ FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5")
 TEST_BATCHES = ("test_batch",)
 
+# A batch is 10000 images of 3072 bytes and their labels, about 31 MB: a member far larger is no batch
+# (and is not read into memory).
+MAX_BATCH_BYTES = 64 << 20
+
 
 class ArraysOnlyUnpickler(pickle.Unpickler):
     """An unpickler that rebuilds plain Python values (dicts, lists, bytes, ints) and NumPy arrays, nothing else.
@@ -74,7 +78,7 @@ def _check_batch(path, member, batch):
     if not isinstance(data, host.ndarray) or data.dtype != host.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         got = f"{data.dtype} {data.shape}" if isinstance(data, host.ndarray) else type(data).__name__
         raise _bad_batch(path, member, f"has b'data' of {got}, expected a uint8 array (n, 3072)")
-    if not isinstance(labels, list) or not all(isinstance(v, int) and 0 <= v < 10 for v in labels):
+    if not isinstance(labels, list) or not all(type(v) is int and 0 <= v < 10 for v in labels):  # not True
         raise _bad_batch(path, member, "has b'labels' that are not a list of ints in 0..9")
     if len(labels) != len(data):
         raise _bad_batch(path, member, f"has {len(data)} images but {len(labels)} labels")
@@ -89,6 +93,9 @@ def read_batches(path, names):
         with tarfile.open(path, "r:gz") as tar:
             for member in tar:  # one pass: a gzip stream cannot seek backwards cheaply
                 if member.name in wanted and member.isfile():
+                    if member.size > MAX_BATCH_BYTES:
+                        raise _bad_batch(path, member.name, f"is {member.size} bytes, more than a CIFAR-10 batch "
+                                                            f"({MAX_BATCH_BYTES >> 20} MiB at most)")
                     data = tar.extractfile(member).read()  # here a damaged archive shows up as such
                     batch = _unpickle(path, member.name, data)
                     found[wanted[member.name]] = _check_batch(path, member.name, batch)

@@ -63,22 +63,47 @@ def cache_folder():
     return os.path.join(cache, "resnet_np")
 
 
+class BadArchiveError(ValueError):
+    """An archive that is not a good copy of CIFAR-10's PNGs; the message names it and the member."""
+
+
 def _bad_archive(path, why):
-    return ValueError(f"{path}: {why}. This is not a good copy of the CIFAR-10 PNG archive: delete it and put "
+    return BadArchiveError(f"{path}: {why}. This is not a good copy of the CIFAR-10 PNG archive: delete it and put "
                       f"a good copy there (or the official cifar-10-python.tar.gz beside it).")
 
 
+# A CIFAR-10 PNG is about 3 kB: a member far larger is no such image (and is not read into memory).
+MAX_MEMBER_BYTES = 1 << 20
+
+# The modes of an 8-bit colour or grayscale PNG; 16-bit or integer pixels would need another conversion.
+EIGHT_BIT_MODES = ("RGB", "RGBA", "L", "LA", "P", "PA", "1")
+
+
 def _decode_png(path, name, data):
-    """(3, 32, 32) uint8 of one PNG member, or an error naming the archive and the member."""
+    """(3, 32, 32) uint8 of one PNG member, or an error naming the archive and the member.
+
+    Only Pillow's PNG decoder reads it, and only once the header says it is
+    an 8-bit image of 32x32 pixels: a member claiming millions of pixels
+    (a decompression bomb) is refused before anything is decoded.
+    """
+    import warnings
+
     from PIL import Image  # here, not at the top: only this reader needs Pillow
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            pixels = host.asarray(image.convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=("PNG",)) as image:
+                if image.size != (32, 32):
+                    raise _bad_archive(path, f"{name} is {image.size[0]}x{image.size[1]}, expected 32x32")
+                if image.mode not in EIGHT_BIT_MODES:
+                    raise _bad_archive(path, f"{name} has pixels of mode {image.mode}, not 8-bit colour as "
+                                             "CIFAR-10's")
+                pixels = host.asarray(image.convert("RGB"))
+    except BadArchiveError:
+        raise
     except Exception as e:  # Pillow raises several kinds for a damaged image
         raise _bad_archive(path, f"{name} is not a readable PNG ({type(e).__name__}: {e})") from None
-    if pixels.shape != (32, 32, 3):
-        raise _bad_archive(path, f"{name} is {pixels.shape[1]}x{pixels.shape[0]}, expected 32x32")
     return pixels.transpose(2, 0, 1)
 
 
@@ -91,7 +116,7 @@ def _parse_name(path, split, name):
         return None
     folder, file = parts[1], parts[2][:-4]
     index, _, label_name = file.partition("_")
-    if folder not in CLASSES or label_name != folder or not index.isdigit():
+    if folder not in CLASSES or label_name != folder or not (index.isascii() and index.isdigit()):
         raise _bad_archive(path, f"{name} is not named <split>/<class>/<index>_<class>.png with a CIFAR-10 class")
     return int(index), CLASSES.index(folder)
 
@@ -107,8 +132,11 @@ def decode_split(paths, split):
                 for member in tar:  # one pass: a gzip stream cannot seek backwards cheaply
                     if not member.isfile():
                         continue
+                    if member.size > MAX_MEMBER_BYTES:
+                        raise _bad_archive(path, f"{member.name} is {member.size} bytes, more than any file of the "
+                                                 "CIFAR-10 PNG archive")
                     if member.name in ("labels.txt", f"{TOP}/labels.txt"):
-                        names = tuple(tar.extractfile(member).read().decode().split())
+                        names = tuple(tar.extractfile(member).read().decode("utf-8", "replace").split())
                         if names != CLASSES:
                             raise _bad_archive(path, f"labels.txt lists {names}, expected {CLASSES}")
                         continue
