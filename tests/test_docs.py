@@ -43,7 +43,7 @@ def test_the_site_builds_with_the_documented_command():
         assert (site / "exercises" / f"{exercise.stem}.html").is_file(), f"no page for {exercise.name}"
     assert {"index.html", "course.html", "grader.html", "training.html", "speed.html"} <= set(PAGES), PAGES
     for page in ("results/index.html", "api/module.html", "api/layers.html", "api/fast.html", "api/models.html",
-                 "api/optim.html", "api/data.html", "api/gradcheck.html") + PAGES:
+                 "api/optim.html", "api/data.html", "api/distributed.html", "api/gradcheck.html") + PAGES:
         assert (site / page).is_file(), page
     # The landing page is a page of its own (not the README), with the main command; the sidebar gives the
     # exercises a heading of their own, after the lessons'; the results page shows the benchmarks' figures.

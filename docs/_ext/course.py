@@ -39,7 +39,7 @@ EXECUTOR_VERSION = "2"  # bump to re-execute every lesson
 API = {"resnet_np.module": "Module and Parameter", "resnet_np.layers": "Layers",
        "resnet_np.fast": "The engine: the layers' fast twins", "resnet_np.models": "Models",
        "resnet_np.optim": "Optimizers and schedules", "resnet_np.data": "Data",
-       "resnet_np.gradcheck": "Gradient checks"}
+       "resnet_np.distributed": "Data parallelism on MPI", "resnet_np.gradcheck": "Gradient checks"}
 
 
 def _write(path, text):
@@ -334,10 +334,21 @@ def _indent(line):
 
 
 def formula_blocks(app, what, name, obj, options, lines):
-    """autodoc-process-docstring: an indented block after a paragraph becomes math, else a literal block."""
+    """autodoc-process-docstring: an indented block after a paragraph becomes math, else a literal block.
+
+    The rest is prose, written as plain text: its bars and lone stars are escaped (``_escape_prose``). The
+    docstring's own literal blocks (after a line ending in ``::``) and doctest blocks are left as written.
+    """
     out, i = [], 0
+    literal = None  # the indent of the line that ended in "::": the lines indented deeper are its code
     while i < len(lines):
         line = lines[i]
+        if literal is not None:
+            if not line.strip() or _indent(line) > literal:
+                out.append(line)
+                i += 1
+                continue
+            literal = None
         paragraph = next((x for x in reversed(out) if x.strip()), None)
         if (line.strip() and out and not out[-1].strip() and paragraph is not None
                 and _indent(line) >= _indent(paragraph) + 4 and not paragraph.rstrip().endswith("::")):
@@ -356,15 +367,41 @@ def formula_blocks(app, what, name, obj, options, lines):
             else:
                 out += [pad + "::", ""] + block + [""]
             continue
-        out.append(_escape_bars(line))
+        if line.lstrip().startswith(">>>"):  # a doctest block, to the next blank line
+            while i < len(lines) and lines[i].strip():
+                out.append(lines[i])
+                i += 1
+            continue
+        out.append(_escape_prose(line))
+        if line.rstrip().endswith("::"):
+            literal = _indent(line)
         i += 1
     lines[:] = out
 
 
-def _escape_bars(line):
-    """``|a - b|`` in prose is no reStructuredText substitution: escape the bars outside ``literals``."""
-    parts = line.split("``")
-    return "``".join(part.replace("|", "\\|") if k % 2 == 0 else part for k, part in enumerate(parts))
+# ``literals`` and `interpreted text` (roles such as :math:`...`) are left as written.
+_LITERALS = re.compile(r"(``.+?``|`[^`]+`)")
+# *emphasis* and **strong**, as the docstrings use them: a star pair around a word or words.
+_EMPHASIS = re.compile(r"(?<![\w*\\])(\*\*|\*)(?![\s*]).+?(?<![\s\\*])\1(?![\w*])")
+
+
+def _escape_prose(line):
+    """A line of prose as plain text: ``|a - b|`` is no substitution, and ``*args`` or ``(size, *shape)``
+    opens no emphasis. Bars and stars outside ``literals``, roles and *emphasis* are escaped."""
+    bullet = re.match(r"\s*\* ", line)  # a list item's own star stays one
+    prefix = bullet.group() if bullet else ""
+    parts = _LITERALS.split(line[len(prefix):])
+    for k in range(0, len(parts), 2):
+        text, pieces, last = parts[k], [], 0
+        for match in _EMPHASIS.finditer(text):
+            pieces += [_escape_plain(text[last:match.start()]), match.group()]
+            last = match.end()
+        parts[k] = "".join(pieces + [_escape_plain(text[last:])])
+    return prefix + "".join(parts)
+
+
+def _escape_plain(text):
+    return re.sub(r"(?<!\\)([|*])", r"\\\1", text)
 
 
 def copy_mathjax(app, exception):
