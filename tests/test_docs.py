@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from _site import DOCS, ROOT, build, built_site, course_notebooks
+from _site import DOCS, ROOT, build, built_site, course_notebooks, needs_docs_packages
 
 SCREENSHOTS = DOCS / "_build" / "screenshots"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -231,3 +231,33 @@ def test_a_browser_shows_the_page(page, server, browser):
                 assert not any(c.get("outputs") for c in notebook["cells"]), f"{name}: a download has no outputs"
             else:
                 assert body.startswith(b"# %%") or name == "_common.py", f"{page}: {name}"
+
+
+def test_docstring_prose_is_plain_text():
+    """A lone star or bar in a docstring's prose is a character, not reStructuredText markup; *emphasis*,
+    ``literals``, list bullets and the docstring's own code blocks stay as written."""
+    needs_docs_packages()
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        spec = importlib.util.spec_from_file_location("course_ext", DOCS / "_ext" / "course.py")
+        course = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(course)
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    lines = ["Every rank's ``array``: shape (size, *array.shape), error |a - b|, the *biased* variance.",
+             "",
+             "* a list item with *args",
+             "",
+             "Example::",
+             "",
+             "    y = x * w    # |y| stays as written",
+             "",
+             ">>> 2 * 3",
+             "6"]
+    course.formula_blocks(None, "function", "f", None, {}, lines)
+    assert lines[0] == r"Every rank's ``array``: shape (size, \*array.shape), error \|a - b\|, the *biased* variance."
+    assert lines[2] == r"* a list item with \*args"
+    assert lines[6] == "    y = x * w    # |y| stays as written" and lines[8] == ">>> 2 * 3"

@@ -382,7 +382,7 @@ def formula_blocks(app, what, name, obj, options, lines):
 # ``literals`` and `interpreted text` (roles such as :math:`...`) are left as written.
 _LITERALS = re.compile(r"(``.+?``|`[^`]+`)")
 # *emphasis* and **strong**, as the docstrings use them: a star pair around a word or words.
-_EMPHASIS = re.compile(r"(?<![\w*\\])(\*\*|\*)(?![\s*]).+?(?<![\s\\*])\1(?![\w*])")
+_EMPHASIS = re.compile(r"(?<![\w*\\])(\*\*|\*)(?![\s*])[^*]*?[^\s*\\]\1(?![\w*])")
 
 
 def _escape_prose(line):
