@@ -233,7 +233,7 @@ def _check_dtype(path, model):
     meta = _saved_meta(path)
     saved = meta.get("dtype") if meta else None
     own = weights._model_dtype(model)
-    if saved is not None and own is not None and saved != own:
+    if saved in weights.FLOAT_DTYPES and own is not None and saved != own:  # another value: the schema says
         raise ValueError(f"{path} holds {saved} weights, but the model to load them into is {own}: "
                          f"convert the model first (model.astype({saved!r})) so the run continues in {saved}")
 

@@ -216,3 +216,106 @@ def test_a_download_killed_half_way_is_never_taken_for_the_file(tmp_path, mirror
     # The next run does not trust anything that is there: it downloads the file afresh.
     paths = download.ensure_files("CIFAR-10 training set", str(folder), {NAME: md5}, [url + "good/"], True)
     assert (folder / NAME).read_bytes() == data and paths == [str(folder / NAME)]
+
+
+# -- hostile image folders, drawn at random (tests/_hostile.py) ----------------------------------------------------
+
+
+def test_random_hostile_folders_give_right_labels_or_a_named_error_and_never_hang(tmp_path_factory):
+    """Any mix of the traps of ``_hostile``: the dataset holds each regular image file once, under the class
+    folder it really lies in, or the error is an ``ImageFileError``/``FileNotFoundError`` naming a file."""
+    import _hostile
+    import numpy as np
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from PIL import Image
+
+    from resnet_np.data import ImageFolder
+    from resnet_np.data.folder import ImageFileError
+
+    bomb = _hostile.bomb_png()
+    traps = ["good", "good", "fifo", "socket", "loop", "link-other-class", "link-out", "dangling", "hard-same",
+             "hard-other", "copy-same", "copy-other", "truncated", "jpeg-as-png", "gray16", "float", "empty",
+             "non-utf8", "bomb", "linked-folder"]
+
+    def build(root, drawn):
+        classes = [os.path.join(root, "cat"), os.path.join(root, "dog")]
+        firsts = []
+        for label, folder in enumerate(classes):
+            firsts.append(_hostile.write(os.path.join(folder, "0.png"),
+                                         _hostile.encoded(Image.fromarray(_hostile.pixels(label)), "PNG")))
+        outside = _hostile.write(os.path.join(os.path.dirname(root), f"out-{os.path.basename(root)}", "x.png"),
+                                 _hostile.encoded(Image.fromarray(_hostile.pixels(77)), "PNG"))
+        for i, (label, trap) in enumerate(drawn):
+            folder, other = classes[label], classes[1 - label]
+            name = os.path.join(folder, f"t{i}.png")
+            if trap == "good":
+                _hostile.write(name, _hostile.encoded(Image.fromarray(_hostile.pixels(100 + i)), "PNG"))
+            elif trap == "fifo":
+                _hostile.fifo(name)
+            elif trap == "socket":
+                _hostile.unix_socket(name)
+            elif trap == "loop":
+                _hostile.symlink(os.path.join(folder, f"loop{i}"), "..")
+            elif trap == "link-other-class":
+                _hostile.symlink(name, firsts[1 - label])
+            elif trap == "link-out":
+                _hostile.symlink(name, outside)
+            elif trap == "dangling":
+                _hostile.symlink(name, os.path.join(root, "nowhere.png"))
+            elif trap in ("hard-same", "hard-other"):
+                os.link(firsts[label] if trap == "hard-same" else firsts[1 - label], name)
+            elif trap in ("copy-same", "copy-other"):
+                with open(firsts[label] if trap == "copy-same" else firsts[1 - label], "rb") as f:
+                    _hostile.write(name, f.read())
+            elif trap == "truncated":
+                _hostile.write(name, _hostile.encoded(Image.fromarray(_hostile.pixels(i, 16, 16)), "PNG")[:80])
+            elif trap == "jpeg-as-png":
+                _hostile.write(name, _hostile.encoded(Image.fromarray(_hostile.pixels(i)), "JPEG"))
+            elif trap == "gray16":
+                _hostile.write(name, _hostile.png16_gray(256 * (i + 1)))
+            elif trap == "float":
+                _hostile.write(os.path.join(folder, f"t{i}.tif"), _hostile.mode_image("F", i)[0])
+            elif trap == "empty":
+                _hostile.write(name, b"")
+            elif trap == "non-utf8":
+                _hostile.write(os.fsdecode(os.path.join(os.fsencode(folder), b"t%d\xe9.png" % i)),
+                               _hostile.encoded(Image.fromarray(_hostile.pixels(200 + i)), "PNG"))
+            elif trap == "bomb":
+                _hostile.write(name, bomb)
+            elif trap == "linked-folder":
+                _hostile.symlink(os.path.join(root, f"linked{i}"), other)
+
+    class Blocked(BaseException):
+        """Not an OSError (os.walk swallows those) nor an Exception (readers catch those)."""
+
+    def alarm(signum, frame):
+        raise Blocked("the image folder reader blocked for 20 s")
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.tuples(st.integers(0, 1), st.sampled_from(traps)), max_size=6))
+    def check(drawn):
+        root = str(tmp_path_factory.mktemp("hostile"))
+        build(root, drawn)
+        previous = signal.signal(signal.SIGALRM, alarm)
+        signal.alarm(20)
+        try:
+            data = ImageFolder(root, log=None)
+            samples = list(data.samples)
+            dataset = data.to_dataset(size=4)
+        except (ImageFileError, FileNotFoundError) as e:
+            assert root in str(e), str(e)
+            return
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+        assert dataset.classes == ("cat", "dog")
+        for path, label in data.samples:  # each a regular file, under the folder of its own class
+            assert not os.path.islink(path) and os.path.isfile(path), path
+            own_class = os.path.realpath(os.path.join(root, ("cat", "dog")[label]))
+            assert os.path.realpath(path).startswith(own_class + os.sep), path
+        contents = [open(path, "rb").read() for path, _ in samples]
+        assert len(dataset) == len(set(contents))  # each image once: never in both parts of a split
+        np.testing.assert_array_equal(dataset.labels, [label for _, label in data.samples])
+
+    check()
