@@ -183,8 +183,9 @@ def _add_run_options(p, settings, epochs, warmup_steps, out_default):
 
 
 def _add_backend_option(p):
-    p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
-                   help="numpy (CPU) or cupy (GPU) (default: $RESNET_NP_BACKEND or numpy)")
+    p.add_argument("--backend", choices=["numpy", "cupy", "cupy-strict"], default=None,
+                   help="numpy (CPU) or cupy (GPU); cupy-strict: CuPy's rules emulated on NumPy, for tests, "
+                        "not a GPU (default: $RESNET_NP_BACKEND or numpy)")
 
 
 def _add_data_option(p):

@@ -26,13 +26,14 @@ progress bar, logs, and writes the checkpoint and the curves.
 """
 
 import glob
+import math
 import os
 import time
 
 from tqdm import tqdm
 
 from .atomic import signals_deferred, write_atomically
-from .backend import get_array_module
+from .backend import get_array_module, to_numpy
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import WORLD_OF_ONE, DistributedDataParallel, unwrap
 from .fast import tuned
@@ -87,10 +88,11 @@ def evaluate(model, loader, loss_fn=None):
             except NonFiniteLossError as e:
                 raise NonFiniteLossError(f"{e} ({_where(model, loss_fn, x, y)})") from None
             total_loss += loss * len(y)
-            correct += int((logits.argmax(axis=1) == y).sum())
+            correct = correct + (logits.argmax(axis=1) == y).sum()  # on the device: read once, at the end
             seen += len(y)
     finally:
         model.train(was_training)
+    correct = int(correct)
     if world.size > 1:
         total_loss, correct, seen = world.sum_numbers(total_loss, correct, seen)
         correct, seen = int(correct), int(seen)
@@ -112,26 +114,73 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, scheduler, epoch, epochs
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress, unit="batch")
     for step, (x, y) in enumerate(bar):
         logits = model(x)
+        if step == 0:
+            _check_labels(loader, logits.shape[1])
         try:
-            loss = loss_fn(logits, y)  # checks that the logits are finite
+            loss = _loss_on_device(loss_fn, logits, y)
         except NonFiniteLossError:
             raise _diverged("the loss", epoch, step, optimizer, model, loss_fn, x, y) from None
         optimizer.zero_grad()
         model.backward(loss_fn.backward())
-        if not gradients_are_finite(model.parameters()):  # before the optimizer spreads them into the weights
+        # One read of the device per step: the logged loss and the NaN/Inf check of the gradients together.
+        loss, gradient_sum = _read_loss_and_gradient_sum(loss, model.parameters())
+        if not math.isfinite(loss):
+            raise _diverged("the loss", epoch, step, optimizer, model, loss_fn, x, y)
+        # Before the optimizer spreads them into the weights; a non-finite sum is confirmed element by element.
+        if not math.isfinite(gradient_sum) and not gradients_are_finite(model.parameters()):
             raise _diverged("the gradients", epoch, step, optimizer, model, loss_fn, x, y)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()  # schedules here count iterations, as in the paper (32k, 48k)
 
         total_loss += loss * len(y)
-        correct += int((get_array_module(logits).argmax(logits, axis=1) == y).sum())
+        correct = correct + (get_array_module(logits).argmax(logits, axis=1) == y).sum()  # read once per epoch
         seen += len(y)
-        if progress and (step % 10 == 0 or step == len(loader) - 1):
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.2%}",
-                            img_s=f"{seen / (time.perf_counter() - start):.0f}")
+        if progress and (step % 10 == 0 or step == len(loader) - 1):  # the accuracy waits for the epoch's end
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", img_s=f"{seen / (time.perf_counter() - start):.0f}")
     bar.close()
-    return total_loss, correct, seen, time.perf_counter() - start
+    return total_loss, int(correct), seen, time.perf_counter() - start
+
+
+def _check_labels(loader, num_classes):
+    """Every label of the loader's dataset names one of the model's classes: checked once, on the host.
+
+    The loss checks each batch's labels only where they are on the host: on
+    a GPU that check would read the device twice per step.
+    """
+    labels = getattr(getattr(loader, "dataset", None), "labels", None)
+    if labels is None or len(labels) == 0:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(f"fit: the training labels must be in [0, {num_classes - 1}] for a model with "
+                         f"{num_classes} outputs, got {low if low < 0 else high}: build the model with "
+                         "num_classes equal to the dataset's number of classes")
+
+
+def _loss_on_device(loss_fn, logits, y):
+    """The batch's loss, left on the device where the loss function can (``forward_array``)."""
+    forward_array = getattr(loss_fn, "forward_array", None)
+    return forward_array(logits, y) if forward_array is not None else loss_fn(logits, y)
+
+
+def _read_loss_and_gradient_sum(loss, parameters):
+    """The step's loss and the sum of all its gradients as two floats, read from the device together.
+
+    On a GPU each read waits for all the work queued before it: one read
+    per step serves the logged loss and the NaN/Inf check. NaN and Inf
+    survive a sum (see ``nancheck.gradients_are_finite``).
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return float(loss), 0.0
+    total = grads[0].sum()
+    for g in grads[1:]:
+        total = total + g.sum()
+    if isinstance(loss, float):  # a loss function that returns a number: only the sum is left to read
+        return loss, float(total)
+    both = to_numpy(get_array_module(total).stack([loss.astype(total.dtype), total]))
+    return float(both[0]), float(both[1])
 
 
 @tuned()  # while fit runs: freed memory kept, BLAS at one thread beside our threads; restored after (fast/__init__.py)
