@@ -347,14 +347,12 @@ def _run(args):
         from .demo import main as demo_main
         demo_main(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
         return 0
-    import numpy
-
     from . import cli
     command = {"train": cli.train_command, "finetune": cli.finetune_command, "evaluate": cli.evaluate_command,
                "predict": cli.predict_command}[args.command]
     # A diverging run's overflows are caught once per step and named by layer (TrainingDiverged):
     # NumPy's warnings about them, printed mid-progress-bar, would only bury that message.
-    with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    with backend.numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
         return command(args)
 
 
