@@ -403,6 +403,10 @@ def _finetune_model(source, arch, num_classes, in_channels):
     config = {}
     if str(source).endswith(".npz"):
         _, meta = weights.read_state_dict(source)
+        if arch is not None and meta.get("arch") not in (None, arch):
+            # Intended (a backbone reused in another network of the same layout), but never silent.
+            print(f"note: {source} holds a {meta['arch']}; its backbone goes into the {arch} that --model names "
+                  f"(the weights must fit key by key)")
         if arch is None or arch == meta.get("arch"):
             arch = meta.get("arch")
             config = dict(meta.get("config") or {})  # keeps the shortcut option of a CIFAR ResNet

@@ -570,6 +570,18 @@ def test_cli_finetune_end_to_end(tmp_path, monkeypatch, capsys):
     assert "needs PyTorch: pip install" in capsys.readouterr().err
 
 
+def test_cli_finetune_across_architectures_says_both_names(tmp_path, monkeypatch, capsys):
+    # A plain-20 has the very keys of a ResNet-20: loading one into the other works, and must be said aloud.
+    tiny_mnist(tmp_path / "data" / "mnist", monkeypatch)
+    _, path = pretrained_resnet20(tmp_path)
+    assert main(["finetune", "--from", str(path), "--model", "plain20", "--dataset", "mnist", "--data",
+                 str(tmp_path / "data"), "--classes", "5-9", "--train-per-class", "4", "--epochs", "1",
+                 "--batch-size", "10", "--no-progress", "--out", str(tmp_path / "plain")]) == 0
+    out = capsys.readouterr().out
+    assert "holds a resnet20; its backbone goes into the plain20" in out
+    assert load(tmp_path / "plain" / "checkpoint.npz").arch == "plain20"
+
+
 def test_finetune_help_explains_every_option(capsys):
     with pytest.raises(SystemExit):
         main(["finetune", "--help"])
