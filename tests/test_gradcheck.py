@@ -61,10 +61,9 @@ class BatchNormWithoutXhatTerm(L.BatchNorm2d):
     """dx forgets the x_hat * sum(dx_hat * x_hat) term: right whenever dout is constant."""
 
     def backward(self, dout):
-        training, x_hat, inv_std = self._cache
+        training, x_centered, inv_std, M = self._cache
         C = dout.shape[1]
         dx_hat = dout * self.weight.data.reshape(1, C, 1, 1)
-        M = dout.size // C
         dx = (M * dx_hat - dx_hat.sum(axis=(0, 2, 3), keepdims=True)) * inv_std.reshape(1, C, 1, 1) / M
         super().backward(dout)
         return dx
