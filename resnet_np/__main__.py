@@ -254,12 +254,8 @@ def _add_finetune_parser(commands):
     return p
 
 
-def _add_evaluate_parser(commands):
-    p = commands.add_parser(
-        "evaluate", help="accuracy and confusion matrix of a checkpoint or of shipped weights",
-        description="Load a checkpoint (or a model file), or the trained weights that ship with resnet_np "
-                    "(--weights cifar10), and print its accuracy on the test images (for a folder: the held-out "
-                    "ones) and its confusion matrix; the matrix is also drawn as a figure.")
+def _add_trained_network_options(p):
+    """--checkpoint | --weights, and --model: the trained network that evaluate and predict use."""
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", metavar="PATH",
                         help="a checkpoint.npz written by train or finetune, or a saved model")
@@ -267,6 +263,15 @@ def _add_evaluate_parser(commands):
                         help=f"trained weights shipped with the package, by name: {_shipped_help()}")
     p.add_argument("--model", default=None, type=model_argument, metavar="MODEL",
                    help="with --weights: the architecture they belong to (default: the one that ships them)")
+
+
+def _add_evaluate_parser(commands):
+    p = commands.add_parser(
+        "evaluate", help="accuracy and confusion matrix of a checkpoint or of shipped weights",
+        description="Load a checkpoint (or a model file), or the trained weights that ship with resnet_np "
+                    "(--weights cifar10), and print its accuracy on the test images (for a folder: the held-out "
+                    "ones) and its confusion matrix; the matrix is also drawn as a figure.")
+    _add_trained_network_options(p)
     p.add_argument("--dataset", default=None, type=dataset_argument, metavar="DATASET",
                    help="default: the dataset the checkpoint or weights were trained on, and for a folder the same "
                         f"held-out images ({DATASET_HELP})")
@@ -285,13 +290,7 @@ def _add_predict_parser(commands):
         "predict", help="classify image files with a checkpoint or shipped weights",
         description="Classify each IMAGE (PNG, JPEG, ...): resized and normalised as the network's training images "
                     "were, and printed with its most probable classes.")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", metavar="PATH",
-                        help="a checkpoint.npz written by train or finetune, or a saved model")
-    source.add_argument("--weights", metavar="NAME", type=weights_argument,
-                        help=f"trained weights shipped with the package, by name: {_shipped_help()}")
-    p.add_argument("--model", default=None, type=model_argument, metavar="MODEL",
-                   help="with --weights: the architecture they belong to (default: the one that ships them)")
+    _add_trained_network_options(p)
     p.add_argument("--top", type=count, default=3, metavar="K", help="how many classes to print per image "
                                                                      "(default: 3)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
