@@ -33,7 +33,6 @@ import importlib.util
 import os
 import pathlib
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
+from benchmarks.bench import median_time  # noqa: E402  (the median of timed calls after warm-up, synced)
 from benchmarks.machine import describe, write_results  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "bench_cupy.md"
@@ -81,19 +81,6 @@ def torch_cuda(dry_run):
     if not torch.cuda.is_available():
         return None, f"PyTorch {torch.__version__} has no CUDA here (a CPU build?)"
     return torch, "cuda"
-
-
-def median_time(fn, repeat, warmup, sync):
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 # ----------------------------------------------------------------------------
