@@ -1,6 +1,15 @@
-import pytest
+import os
 
-from resnet_np import backend
+# Under pytest-xdist (the README's `-n auto`) each worker process gets one thread for BLAS and for the
+# engine, and so do the processes its tests start: N workers on N cores, not N x N threads fighting for
+# them. Set before NumPy is imported, which is when OpenBLAS reads it. A test that wants threads asks.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "RESNET_NP_NUM_THREADS"):
+        os.environ.setdefault(_variable, "1")
+
+import pytest  # noqa: E402
+
+from resnet_np import backend  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
