@@ -58,7 +58,7 @@ def _numpy_backend():
 @pytest.mark.parametrize(
     "make_layer, shape, name, expected, got",
     [
-        (lambda: Conv2d(3, 4, 3), (3, 8, 8), "Conv2d", "4-D", "got 3-D shape (3, 8, 8)"),
+        (lambda: Conv2d(3, 4, 3), (8, 8), "Conv2d", "4-D", "got 2-D shape (8, 8)"),  # (C, H, W) is unbatched
         (lambda: Conv2d(3, 4, 3), (1, 1, 3, 8, 8), "Conv2d", "4-D", "got 5-D shape (1, 1, 3, 8, 8)"),
         (lambda: BatchNorm2d(3), (2, 3, 8), "BatchNorm2d", "4-D", "got 3-D shape (2, 3, 8)"),
         (lambda: BatchNorm2d(3), (2, 3), "BatchNorm2d", "4-D", "got 2-D shape (2, 3)"),

@@ -107,48 +107,82 @@ class BatchNorm2d(Module):
     In eval mode the statistics are constants: dx = dout * weight / sqrt(running_var + eps).
     In both modes dweight = sum(dout * x_hat) and dbias = sum(dout).
 
+    PyTorch's options: ``affine=False`` has no ``weight`` and ``bias``
+    (both None, no state-dict keys: out = x_hat, the formulas above with
+    weight = 1); ``track_running_stats=False`` keeps no running statistics
+    (no ``running_*`` or ``num_batches_tracked``) and normalises with the
+    batch's statistics in eval mode too, so eval mode's forward and backward
+    are train mode's. The input must be a batch (N, C, H, W): an unbatched
+    (C, H, W) image is refused, as in PyTorch.
+
     A subclass that spreads the batch over several processes
     (``SyncBatchNorm``) overrides ``_batch_statistics`` and
     ``_gradient_sums`` only: both paths (fast and plain) go through them.
     """
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
         super().__init__()
         self.num_features = positive_int(num_features, "num_features", "BatchNorm2d")
         self.eps = eps
         self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
         xp = get_array_module()
-        self.weight = Parameter(xp.ones(num_features, dtype=xp.float32))
-        self.bias = Parameter(xp.zeros(num_features, dtype=xp.float32))
-        self.register_buffer("running_mean", xp.zeros(num_features, dtype=xp.float32))
-        self.register_buffer("running_var", xp.ones(num_features, dtype=xp.float32))
-        self.register_buffer("num_batches_tracked", xp.zeros((), dtype=xp.int64))
+        # As PyTorch: without affine (or without running statistics) the attributes exist, set to None, and the
+        # state dict has no such key.
+        self.weight = Parameter(xp.ones(num_features, dtype=xp.float32)) if affine else None
+        self.bias = Parameter(xp.zeros(num_features, dtype=xp.float32)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", xp.zeros(num_features, dtype=xp.float32))
+            self.register_buffer("running_var", xp.ones(num_features, dtype=xp.float32))
+            self.register_buffer("num_batches_tracked", xp.zeros((), dtype=xp.int64))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
         self._cache = None
         self._centered = None   # (x, mean, x - mean), left by _batch_statistics for forward to reuse
 
     def forward(self, x):
         self._cache = self._centered = None
-        check_float_input(self, x, 4, "(N, C, H, W)", like=self.weight.data)
-        check_dim(self, x, 1, self.num_features, "channels")
+        self._check_input(x)
         N, C, H, W = x.shape
-        if self.training:
+        # Batch statistics in train mode, and in eval mode too when there are no running ones (as PyTorch).
+        use_batch_stats = self.training or not self.track_running_stats
+        if use_batch_stats:
             if N * H * W < 2:
-                raise ValueError(f"{layer_name(self)}: train mode needs more than 1 value per channel, "
+                mode = "train mode" if self.training else "eval mode without running statistics"
+                raise ValueError(f"{layer_name(self)}: {mode} needs more than 1 value per channel, "
                                  f"got input shape {tuple(x.shape)}")
             mean, var, M = self._batch_statistics(x)
-            self._update_running_stats(mean, var, M)
+            if self.training and self.track_running_stats:
+                self._update_running_stats(mean, var, M)
         else:
             mean, var, M = self.running_mean, self.running_var, N * H * W
         centered, self._centered = self._centered, None
         x_centered = centered[2] if centered is not None and centered[0] is x and centered[1] is mean else None
+        weight, bias = self._scale_and_shift(x)
         if fast.fast_enabled():
-            out, x_centered, inv_std = fast_batchnorm.normalize(x, mean, var, self.eps, self.weight.data,
-                                                                self.bias.data, x_centered)
+            out, x_centered, inv_std = fast_batchnorm.normalize(x, mean, var, self.eps, weight, bias, x_centered)
         else:
-            out, x_centered, inv_std = normalize(x, mean, var, self.eps, self.weight.data, self.bias.data,
-                                                 x_centered)
-        self._cache = (self.training, x_centered, inv_std, M)
+            out, x_centered, inv_std = normalize(x, mean, var, self.eps, weight, bias, x_centered)
+        self._cache = (use_batch_stats, x_centered, inv_std, M)
         return out
+
+    def _check_input(self, x):
+        """A 4-D float array with num_features channels; an unbatched (C, H, W) one is refused, as PyTorch does."""
+        if hasattr(x, "ndim") and hasattr(x, "shape") and x.ndim != 4:
+            raise ValueError(f"{layer_name(self)}: expected 4D input (got {x.ndim}D input): expected a 4-D input "
+                             f"(N, C, H, W), got {x.ndim}-D shape {tuple(x.shape)}"
+                             + (" (an unbatched image? add the batch axis: x[None])" if x.ndim == 3 else ""))
+        like = self.weight.data if self.affine else self.running_mean
+        check_float_input(self, x, 4, "(N, C, H, W)", like=like)
+        check_dim(self, x, 1, self.num_features, "channels")
+
+    def _scale_and_shift(self, x):
+        """(weight, bias): the parameters' arrays, or 1 and 0 (constants, not trained) without ``affine``."""
+        if self.affine:
+            return self.weight.data, self.bias.data
+        xp = get_array_module(x)
+        return xp.ones(self.num_features, dtype=x.dtype), xp.zeros(self.num_features, dtype=x.dtype)
 
     def _batch_statistics(self, x):
         """Train mode: (mean, var, M) of the batch x, per channel (var biased, M values per channel)."""
@@ -184,9 +218,9 @@ class BatchNorm2d(Module):
         else:
             sum_dout, sum_dout_xc = gradient_sums(dout, x_centered)
         inv_std = self._cache[2]
-        if self.weight.requires_grad:
+        if self.affine and self.weight.requires_grad:
             self.weight.accumulate_grad(sum_dout_xc * inv_std)
-        if self.bias.requires_grad:
+        if self.affine and self.bias.requires_grad:
             self.bias.accumulate_grad(sum_dout)
         return sum_dout, sum_dout_xc
 
@@ -195,10 +229,12 @@ class BatchNorm2d(Module):
         trained, x_centered, inv_std, M = self._cache
         check_dout(self, dout, x_centered.shape)
         sum_dout, sum_dout_xc = self._gradient_sums(dout, x_centered)
+        weight = self._scale_and_shift(dout)[0]
         if fast.fast_enabled():
-            return fast_batchnorm.input_grad(dout, x_centered, inv_std, self.weight.data, sum_dout, sum_dout_xc,
-                                             M, trained)
-        return input_grad(dout, x_centered, inv_std, self.weight.data, sum_dout, sum_dout_xc, M, trained)
+            return fast_batchnorm.input_grad(dout, x_centered, inv_std, weight, sum_dout, sum_dout_xc, M, trained)
+        return input_grad(dout, x_centered, inv_std, weight, sum_dout, sum_dout_xc, M, trained)
 
     def extra_repr(self):
-        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+        extra = "" if self.affine else ", affine=False"
+        extra += "" if self.track_running_stats else ", track_running_stats=False"
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}{extra}"

@@ -22,6 +22,7 @@ from ..fast import conv as fast_conv
 from ..fast import transposed_conv
 from ..module import Module, Parameter
 from .im2col import col2im, conv_output_size, im2col, pad2d
+from .padding import PADDING_MODES, check_padding_fits, pad, pad_backward, same_padding
 
 
 def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -119,6 +120,31 @@ def conv2d_backward(x, weight, dout, stride=1, padding=0, dilation=1, groups=1, 
 
 
 BACKWARD_ROUTES = ("auto", "col2im", "transposed")
+PADDING_STRINGS = ("same", "valid")
+
+
+def conv_padding(padding, kernel_size, stride, dilation, padding_mode):
+    """Conv2d's ``padding`` as PyTorch reads it: (what ``Conv2d.padding`` holds, (top, bottom, left, right)).
+
+    An int or (PH, PW) pads PH rows above and below and PW columns left and
+    right; "valid" is no padding; "same" (stride 1 only) keeps the size:
+    ``padding.same_padding``, the extra row or column of an odd total at the
+    bottom or right.
+    """
+    if isinstance(padding, str):
+        if padding not in PADDING_STRINGS:
+            raise ValueError(f"Conv2d: Invalid padding string {padding!r}, should be one of {{'same', 'valid'}}")
+        if padding == "same" and stride != (1, 1):
+            raise ValueError(f"Conv2d: padding='same' is not supported for strided convolutions (got stride "
+                             f"{stride}); use an int padding, or stride=1")
+        pads = same_padding(kernel_size, dilation) if padding == "same" else (0, 0, 0, 0)
+    else:
+        padding = pair(padding, "padding", "Conv2d", 0)
+        pads = (padding[0], padding[0], padding[1], padding[1])
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"Conv2d: padding_mode must be one of {{'zeros', 'reflect', 'replicate', 'circular'}}, "
+                         f"but got padding_mode={padding_mode!r}")
+    return padding, pads
 
 
 class Conv2d(Module):
@@ -143,6 +169,17 @@ class Conv2d(Module):
     group. ``dilation`` (DH, DW) spreads the kernel taps DH rows and DW
     columns apart.
 
+    ``padding`` is PyTorch's: an int, a pair (PH, PW), "valid" (none) or
+    "same" (stride 1: the output keeps the input's size; an even kernel
+    pads one more row at the bottom and one more column on the right).
+    ``padding_mode`` is "zeros" (the default), "reflect", "replicate" or
+    "circular". Zero padding on both sides alike is part of im2col; any
+    other padding is done first (``padding.pad``) and the convolution
+    runs unpadded on the padded input, so its backward is the convolution's
+    followed by ``padding.pad_backward``, which hands each copied pixel's
+    gradient back to its source. An unbatched (C, H, W) input gives a
+    (F, OH, OW) output, as in PyTorch.
+
     The fast path (``resnet_np.use_fast``, the default) computes the same
     in cache-sized chunks on every core, and at stride 1 may take dx as a
     convolution of dout with the flipped kernel (``resnet_np/fast/``).
@@ -156,14 +193,19 @@ class Conv2d(Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, backward_route="auto"):
+                 bias=True, padding_mode="zeros", backward_route="auto"):
         super().__init__()
         self.in_channels = positive_int(in_channels, "in_channels", "Conv2d")
         self.out_channels = positive_int(out_channels, "out_channels", "Conv2d")
         self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d", 1)
         self.stride = pair(stride, "stride", "Conv2d", 1)
-        self.padding = pair(padding, "padding", "Conv2d", 0)
         self.dilation = pair(dilation, "dilation", "Conv2d", 1)
+        self.padding, self.pads = conv_padding(padding, self.kernel_size, self.stride, self.dilation, padding_mode)
+        self.padding_mode = padding_mode
+        top, bottom, left, right = self.pads
+        # Zeros on both sides alike go to im2col (and the engine); anything else is padded before the convolution.
+        self.pad_first = padding_mode != "zeros" or top != bottom or left != right
+        self.im2col_padding = (0, 0) if self.pad_first else (top, left)
         self.groups = positive_int(groups, "groups", "Conv2d")
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
@@ -185,35 +227,52 @@ class Conv2d(Module):
         if route not in BACKWARD_ROUTES:
             raise ValueError(f"Conv2d: backward_route must be one of {', '.join(BACKWARD_ROUTES)}, got {route!r}")
         if route == "transposed":
-            transposed_conv.check_applies(self.kernel_size, self.stride, self.padding, self.dilation, "Conv2d")
+            transposed_conv.check_applies(self.kernel_size, self.stride, self.im2col_padding, self.dilation, "Conv2d")
         self._backward_route = route
 
     def forward(self, x):
+        """(N, C, H, W) -> (N, F, OH, OW), or unbatched (C, H, W) -> (F, OH, OW)."""
         self._cache = None
-        check_float_input(self, x, 4, "(N, C, H, W)", like=self.weight.data)
+        unbatched = getattr(x, "ndim", None) == 3
+        if unbatched:
+            x = x[None]
+        check_float_input(self, x, 4, "(N, C, H, W) or unbatched (C, H, W)", like=self.weight.data)
         check_dim(self, x, 1, self.in_channels, "input channels")
         check_not_empty_image(self, x)
-        N, C, H, W = x.shape
-        (KH, KW), (PH, PW), (DH, DW) = self.kernel_size, self.padding, self.dilation
-        if DH * (KH - 1) + 1 > H + 2 * PH or DW * (KW - 1) + 1 > W + 2 * PW:
+        self._check_kernel_fits(x)
+        if self.pad_first:
+            check_padding_fits(x.shape, self.pads, self.padding_mode, layer_name(self))
+            x = pad(x, self.pads, self.padding_mode)
+        bias = self.bias.data if self.bias is not None else None
+        args = (x, self.weight.data, bias, self.stride, self.im2col_padding, self.dilation, self.groups)
+        out = fast_conv.conv2d_im2col(*args) if fast.fast_enabled() else conv2d_im2col(*args)
+        if unbatched:
+            out = out[0]
+        self._cache = (x, out.shape)  # x as convolved (padded first where pad_first); the output's shape as given
+        return out
+
+    def _check_kernel_fits(self, x):
+        H, W = x.shape[2:]
+        (KH, KW), (DH, DW) = self.kernel_size, self.dilation
+        top, bottom, left, right = self.pads
+        if DH * (KH - 1) + 1 > H + top + bottom or DW * (KW - 1) + 1 > W + left + right:
             dilated = f" (dilated to {DH * (KH - 1) + 1}x{DW * (KW - 1) + 1})" if (DH, DW) != (1, 1) else ""
+            padding = f"{top},{left}" if (top, left) == (bottom, right) else f"{top},{bottom},{left},{right}"
             raise ValueError(
                 f"{layer_name(self)}: kernel {KH}x{KW}{dilated} is larger than the padded input "
-                f"{H + 2 * PH}x{W + 2 * PW} (input {H}x{W}, padding {PH},{PW})"
+                f"{H + top + bottom}x{W + left + right} (input {H}x{W}, padding {padding})"
             )
-        bias = self.bias.data if self.bias is not None else None
-        args = (x, self.weight.data, bias, self.stride, self.padding, self.dilation, self.groups)
-        out = fast_conv.conv2d_im2col(*args) if fast.fast_enabled() else conv2d_im2col(*args)
-        self._cache = (x, out.shape)
-        return out
 
     def backward(self, dout, need_input_grad=True):
         """dx (None with ``need_input_grad=False``: the first layer, whose input is the images)."""
         check_forward_done(self, self._cache)
         x, out_shape = self._cache
         check_dout(self, dout, out_shape)
+        unbatched = len(out_shape) == 3
+        if unbatched:
+            dout = dout[None]
         need_dw = self.weight.requires_grad
-        args = (x, self.weight.data, dout, self.stride, self.padding, self.dilation, self.groups,
+        args = (x, self.weight.data, dout, self.stride, self.im2col_padding, self.dilation, self.groups,
                 need_input_grad, need_dw)
         if fast.fast_enabled():
             dx, dw = fast_conv.conv2d_backward(*args, route=self.backward_route)
@@ -223,7 +282,9 @@ class Conv2d(Module):
             self.weight.accumulate_grad(dw)
         if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate_grad(dout.sum(axis=(0, 2, 3)))
-        return dx
+        if dx is not None and self.pad_first:
+            dx = pad_backward(dx, self.pads, self.padding_mode)   # the gradient of each copy back to its source
+        return dx[0] if unbatched and dx is not None else dx
 
     def extra_repr(self):
         extra = ""
@@ -231,5 +292,8 @@ class Conv2d(Module):
             extra += f", dilation={self.dilation}"
         if self.groups != 1:
             extra += f", groups={self.groups}"
+        if self.padding_mode != "zeros":
+            extra += f", padding_mode={self.padding_mode}"
+        padding = repr(self.padding) if isinstance(self.padding, str) else self.padding
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}{extra}, bias={self.bias is not None}")
+                f"stride={self.stride}, padding={padding}{extra}, bias={self.bias is not None}")
