@@ -72,6 +72,7 @@ rate = _real_number(0, low_included=False)               # a learning rate: > 0
 rate_or_zero = _real_number(0)                           # a backbone's learning rate may be 0
 factor = _real_number(0, 1, example="0.9")               # momentum, weight decay: [0, 1)
 fraction = _real_number(0, 1, low_included=False, example="0.2")
+smoothing = _real_number(0, 1, high_included=True, example="0.1")  # label smoothing: [0, 1], as PyTorch
 
 
 def dataset_argument(text):
@@ -160,6 +161,9 @@ def _add_run_options(p, settings, epochs, warmup_steps, out_default):
                  help="sgd (momentum, as in the paper) or adam")
     settings.add("--momentum", default=0.9, type=factor, help="SGD momentum, in [0, 1)")
     settings.add("--weight-decay", default=5e-4, type=factor, help="L2 weight decay, in [0, 1)")
+    settings.add("--label-smoothing", default=0.0, type=smoothing, metavar="EPS",
+                 help="label smoothing of the cross-entropy, in [0, 1]: the target is (1 - EPS) x the one-hot "
+                      "label + EPS / classes (0.1 is the usual value)")
     settings.add("--schedule", default="cosine", choices=["cosine", "multistep", "constant"],
                  help="learning-rate schedule over all steps: cosine decay, the paper's divide-by-10 at 50%% "
                       "and 75%% of training, or constant")

@@ -110,6 +110,7 @@ CONFIG_SCHEMA = {
     "lr": _optional((_positive_number, "a positive number")),
     "momentum": ((lambda v: weights._is_number(v) and 0 <= v < 1), "a number from 0 to below 1"),
     "weight_decay": ((lambda v: weights._is_number(v) and v >= 0), "a number >= 0"),
+    "label_smoothing": _optional(((lambda v: weights._is_number(v) and 0 <= v <= 1), "a number from 0 to 1")),
     "warmup_steps": weights.int_in(0, 10**9),
     "train_size": _optional(weights.int_in(0, 10**9)),
     "test_size": _optional(weights.int_in(0, 10**9)),

@@ -9,6 +9,7 @@ from .confusion import confusion_matrix, format_matrix, predict, save_confusion_
 from .data import DataLoader, Dataset, ImageFolder, load_dataset, split_per_class
 from .data.loader import DistributedSampler
 from .distributed import WORLD_OF_ONE
+from .layers import SoftmaxCrossEntropy
 from .models import ARCHITECTURES, pretrained, weights
 from .models import load as load_model
 from .optim import SGD, Adam, CosineAnnealingLR, LinearWarmup, MultiStepLR
@@ -358,6 +359,9 @@ def _run(settings, model, parameters, train_set, test_set, out, headline, args, 
     scheduler = build_scheduler(settings, optimizer, total_steps)
 
     tested_on = split_name(settings["dataset"])
+    smoothing = settings.get("label_smoothing") or 0.0  # .get: checkpoints from before the option (0)
+    if smoothing:
+        headline = [*headline, f"loss: cross-entropy with label smoothing {smoothing:g}"]
     for line in headline:
         say(line)
     warmup = warmup_steps(settings, total_steps)
@@ -372,9 +376,9 @@ def _run(settings, model, parameters, train_set, test_set, out, headline, args, 
         if done >= settings["epochs"]:
             say(f"{resume} finished its {settings['epochs']} epoch(s) already: nothing left to resume")
             return 0
-    history = fit(model, train_loader, test_loader, settings["epochs"], optimizer, scheduler, out_dir=out,
-                  resume=resume, config=settings, progress=not args.no_progress, world=world, log=say,
-                  val_name=tested_on)
+    history = fit(model, train_loader, test_loader, settings["epochs"], optimizer, scheduler,
+                  loss_fn=SoftmaxCrossEntropy(label_smoothing=smoothing), out_dir=out, resume=resume,
+                  config=settings, progress=not args.no_progress, world=world, log=say, val_name=tested_on)
     if history.get("interrupted"):
         return 130  # fit said which checkpoint, if any, is kept
     if history.get("val_acc"):

@@ -164,8 +164,8 @@ def test_help_shows_no_markup_and_lists_every_shipped_weight(capsys):
 def test_recorded_settings_come_from_the_parser():
     args = build_parser().parse_args(["train", "--epochs", "3"])
     assert set(args.recorded) == {"dataset", "image_size", "val_fraction", "model", "shortcut", "epochs",
-                                  "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule",
-                                  "warmup_steps", "augment", "train_size", "test_size", "seed"}
+                                  "batch_size", "optimizer", "lr", "momentum", "weight_decay", "label_smoothing",
+                                  "schedule", "warmup_steps", "augment", "train_size", "test_size", "seed"}
     settings = cli.settings_from_args(args)
     assert settings["epochs"] == 3 and settings["batch_size"] == 128 and settings["lr"] == 0.1
     assert cli._given(args) == {"epochs": 3}

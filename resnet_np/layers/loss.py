@@ -4,6 +4,7 @@ import math
 
 from ..backend import get_array_module, host, is_integer
 from ..checks import check_array, check_forward_done, layer_name
+from .cross_entropy import check_label_smoothing
 
 
 class NonFiniteLossError(ValueError):
@@ -24,13 +25,25 @@ class SoftmaxCrossEntropy:
 
         dz[n, k] = (p[n, k] - [k == y[n]]) / N  *  dloss
 
+    ``label_smoothing`` eps (``train --label-smoothing``) moves the target
+    from the one-hot label towards the uniform distribution over the K
+    classes, and the gradient follows it:
+
+        q[n, k]  = (1 - eps) [k == y[n]] + eps / K
+        loss     = -(1/N) * sum_n sum_k q[n, k] log p[n, k]
+        dz[n, k] = (p[n, k] - q[n, k]) / N  *  dloss
+
+    It is ``CrossEntropyLoss(label_smoothing=eps)`` without weights or
+    ignored labels, with the checks a training loop wants.
+
     It is not a Module (it has no parameters and ends the chain): call
     ``forward(logits, labels)`` for the loss as a Python float, then
     ``backward()`` for dlogits. ``forward_array`` gives the loss as a 0-d
     array without reading it back, for a training loop on a GPU.
     """
 
-    def __init__(self):
+    def __init__(self, label_smoothing=0.0):
+        self.label_smoothing = check_label_smoothing(label_smoothing)
         self._cache = None
 
     def __call__(self, logits, labels):
@@ -96,7 +109,10 @@ class SoftmaxCrossEntropy:
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
         self._cache = (xp.exp(log_probs), labels)
-        return -log_probs[xp.arange(N), labels].mean()
+        if self.label_smoothing == 0:
+            return -log_probs[xp.arange(N), labels].mean()
+        eps, K = self.label_smoothing, logits.shape[1]
+        return -((1.0 - eps) * log_probs[xp.arange(N), labels] + (eps / K) * log_probs.sum(axis=1)).mean()
 
     def backward(self, dloss=1.0):
         check_forward_done(self, self._cache)
@@ -104,9 +120,11 @@ class SoftmaxCrossEntropy:
         xp = get_array_module(probs)
         N = probs.shape[0]
         dlogits = probs.copy()
-        dlogits[xp.arange(N), labels] -= 1.0
+        dlogits[xp.arange(N), labels] -= 1.0 - self.label_smoothing
+        if self.label_smoothing:
+            dlogits -= self.label_smoothing / probs.shape[1]
         dlogits *= dloss / N
         return dlogits
 
     def extra_repr(self):
-        return ""
+        return "" if self.label_smoothing == 0 else f"label_smoothing={self.label_smoothing:g}"
