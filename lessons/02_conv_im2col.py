@@ -38,6 +38,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from resnet_np.backend import to_device  # noqa: E402
 from resnet_np.gradcheck import rel_error  # noqa: E402
 from resnet_np.layers import Conv2d, conv2d_naive, conv_output_size, im2col  # noqa: E402
 
@@ -136,9 +137,10 @@ from resnet_np.layers import conv2d_im2col  # noqa: E402
 
 print(inspect.getsource(conv2d_im2col))
 
-x = rng.standard_normal((2, 3, 7, 6))
-w = rng.standard_normal((4, 3, 3, 3))
-b = rng.standard_normal(4)
+# The layer lives on the backend (NumPy, or CuPy with RESNET_NP_BACKEND=cupy): its inputs go there too.
+x = to_device(rng.standard_normal((2, 3, 7, 6)))
+w = to_device(rng.standard_normal((4, 3, 3, 3)))
+b = to_device(rng.standard_normal(4))
 for stride, padding in [(1, 1), (2, 1), (2, 0), (1, 0)]:
     naive = conv2d_naive(x, w, b, stride=stride, padding=padding)
     unrolled = conv2d_im2col(x, w, b, stride=stride, padding=padding)

@@ -33,6 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from resnet_np.backend import get_array_module, to_device  # noqa: E402
 from resnet_np.gradcheck import check_module, numerical_gradient, rel_error  # noqa: E402
 from resnet_np.layers import Conv2d  # noqa: E402
 from resnet_np.layers.im2col import col2im, im2col  # noqa: E402
@@ -119,9 +120,10 @@ from resnet_np.layers.conv import conv2d_backward  # noqa: E402
 print(inspect.getsource(conv2d_backward))
 
 conv = Conv2d(3, 4, 3, stride=1, padding=1).astype("float64")
-x = rng.standard_normal((2, 3, 5, 5) if args.quick else (2, 3, 8, 8))
+# The layer lives on the backend (NumPy, or CuPy with RESNET_NP_BACKEND=cupy): its inputs go there too.
+x = to_device(rng.standard_normal((2, 3, 5, 5) if args.quick else (2, 3, 8, 8)))
 out = conv(x)
-dout = rng.standard_normal(out.shape)
+dout = to_device(rng.standard_normal(out.shape))
 conv.zero_grad()
 dx = conv.backward(dout)
 dx_numeric = numerical_gradient(lambda: float((dout * conv(x)).sum()), x)
@@ -144,7 +146,7 @@ with use_fast(False):                # and on the plain path
 def col2im_assign(dcols, x_shape):
     N, C, H, W = x_shape
     dcols = dcols.reshape(N, C, 3, 3, H, W)
-    dx_pad = np.zeros((N, C, H + 2, W + 2))
+    dx_pad = get_array_module(dcols).zeros((N, C, H + 2, W + 2))
     for i in range(3):
         for j in range(3):
             dx_pad[:, :, i:i + H, j:j + W] = dcols[:, :, i, j]
@@ -189,9 +191,9 @@ assert rel_error(wrong, dx_numeric) > 1e-2
 from resnet_np.layers import conv2d_naive  # noqa: E402
 
 conv = Conv2d(3, 4, 3, stride=1, padding=1, bias=False).astype("float64")
-x = rng.standard_normal((2, 3, 6, 6) if args.quick else (4, 3, 9, 9))
+x = to_device(rng.standard_normal((2, 3, 6, 6) if args.quick else (4, 3, 9, 9)))
 out = conv(x)
-dout = rng.standard_normal(out.shape)
+dout = to_device(rng.standard_normal(out.shape))
 conv.zero_grad()
 dx_layer = conv.backward(dout)
 
@@ -203,7 +205,7 @@ assert rel_error(dx_as_conv, dx_layer) < 1e-12
 
 # dW from the im2col of the padded dout (rows f, i', j') and x itself
 dcols = im2col(dout, (3, 3), (1, 1), (1, 1))               # (N, F*9, H*W): dout padded by K-1-P = 1
-dW_rows = np.einsum("nrp,ncp->rc", dcols, x.reshape(len(x), 3, -1))   # (F*9, C)
+dW_rows = get_array_module(dcols).einsum("nrp,ncp->rc", dcols, x.reshape(len(x), 3, -1))   # (F*9, C)
 dW = dW_rows.reshape(4, 3, 3, 3)[:, ::-1, ::-1, :].transpose(0, 3, 1, 2)
 print(f"dW from the same im2col vs the layer: relative error {rel_error(dW, conv.weight.grad):.1e}")
 assert rel_error(dW, conv.weight.grad) < 1e-12
@@ -223,8 +225,8 @@ assert rel_error(dW, conv.weight.grad) < 1e-12
 import time  # noqa: E402
 
 layer = Conv2d(16, 16, 3, padding=1, bias=False)
-batch = rng.standard_normal((16 if args.quick else 128, 16, 32, 32)).astype(np.float32)
-upstream = rng.standard_normal(layer(batch).shape).astype(np.float32)
+batch = to_device(rng.standard_normal((16 if args.quick else 128, 16, 32, 32)).astype(np.float32))
+upstream = to_device(rng.standard_normal(layer(batch).shape).astype(np.float32))
 
 
 def backward_seconds(fast, route="auto"):

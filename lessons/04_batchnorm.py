@@ -35,6 +35,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from resnet_np.backend import to_device, to_numpy  # noqa: E402
 from resnet_np.gradcheck import check_module, numerical_gradient, rel_error  # noqa: E402
 from resnet_np.layers import BatchNorm2d  # noqa: E402
 
@@ -52,9 +53,13 @@ true_std = np.array([2.0, 0.5, 1.0])
 
 
 def batch(n=16, size=4):
-    """n images of shape (3, size, size); channel c ~ N(true_mean[c], true_std[c]^2)."""
+    """n images of shape (3, size, size); channel c ~ N(true_mean[c], true_std[c]^2), where the layers are.
+
+    The layers live on the backend (NumPy, or CuPy with RESNET_NP_BACKEND=cupy): ``to_device`` puts the
+    batch there, and ``to_numpy`` brings results back to the host for NumPy's checks and for plotting.
+    """
     x = rng.standard_normal((n, 3, size, size)) * true_std.reshape(1, 3, 1, 1) + true_mean.reshape(1, 3, 1, 1)
-    return x.astype(np.float32)
+    return to_device(x.astype(np.float32))
 
 
 # %% [markdown]
@@ -72,21 +77,21 @@ y = bn(x)
 for c in range(3):
     print(f"channel {c}: input mean {x[:, c].mean():6.2f} std {x[:, c].std():5.2f}  ->  "
           f"output mean {y[:, c].mean():8.1e} std {y[:, c].std():.5f}")
-assert np.allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-5)
-assert np.allclose(y.var(axis=(0, 2, 3)), 1, atol=1e-3)   # var / (var + eps), eps = 1e-5
+assert np.allclose(to_numpy(y.mean(axis=(0, 2, 3))), 0, atol=1e-5)
+assert np.allclose(to_numpy(y.var(axis=(0, 2, 3))), 1, atol=1e-3)   # var / (var + eps), eps = 1e-5
 
-bn.weight.data[...] = [2.0, 0.5, 1.0]
-bn.bias.data[...] = [1.0, 0.0, -3.0]
+bn.weight.data[...] = to_device([2.0, 0.5, 1.0])
+bn.bias.data[...] = to_device([1.0, 0.0, -3.0])
 y_affine = bn(x)
 print(f"with weight {bn.weight.data} and bias {bn.bias.data}: output means {y_affine.mean(axis=(0, 2, 3)).round(4)}, "
       f"stds {y_affine.std(axis=(0, 2, 3)).round(4)}")
-assert np.allclose(y_affine.mean(axis=(0, 2, 3)), bn.bias.data, atol=1e-5)
-assert np.allclose(y_affine.std(axis=(0, 2, 3)), bn.weight.data, atol=1e-3)
+assert np.allclose(to_numpy(y_affine.mean(axis=(0, 2, 3))), to_numpy(bn.bias.data), atol=1e-5)
+assert np.allclose(to_numpy(y_affine.std(axis=(0, 2, 3))), to_numpy(bn.weight.data), atol=1e-3)
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
 for c, color in zip(range(3), ("C0", "C1", "C2")):
-    axes[0].hist(x[:, c].ravel(), bins=30, alpha=0.6, color=color, label=f"channel {c}")
-    axes[1].hist(y[:, c].ravel(), bins=30, alpha=0.6, color=color, label=f"channel {c}")
+    axes[0].hist(to_numpy(x[:, c]).ravel(), bins=30, alpha=0.6, color=color, label=f"channel {c}")
+    axes[1].hist(to_numpy(y[:, c]).ravel(), bins=30, alpha=0.6, color=color, label=f"channel {c}")
 axes[0].set(title="input: each channel on its own scale", xlabel="value", ylabel="count")
 axes[1].set(title="after BatchNorm2d (train mode, weight 1, bias 0)", xlabel="value", ylabel="count")
 for ax in axes:
@@ -124,8 +129,8 @@ expected_mean = 0.1 * x.mean(axis=(0, 2, 3))
 expected_var = 0.9 * 1.0 + 0.1 * x.var(axis=(0, 2, 3)) * M / (M - 1)
 print(f"after one batch: running_mean {bn.running_mean.round(4)} (expected {expected_mean.round(4)})")
 print(f"                 running_var  {bn.running_var.round(4)} (expected {expected_var.round(4)})")
-assert np.allclose(bn.running_mean, expected_mean, rtol=1e-5)
-assert np.allclose(bn.running_var, expected_var, rtol=1e-5)
+assert np.allclose(to_numpy(bn.running_mean), to_numpy(expected_mean), rtol=1e-5)
+assert np.allclose(to_numpy(bn.running_var), to_numpy(expected_var), rtol=1e-5)
 
 steps = 60 if args.quick else 200
 layers = {"momentum 0.1": BatchNorm2d(3, momentum=0.1), "momentum None (cumulative)": BatchNorm2d(3, momentum=None)}
@@ -134,13 +139,13 @@ for step in range(steps):
     x = batch()
     for name, layer in layers.items():
         layer(x)
-        history[name]["mean"].append(layer.running_mean.copy())
-        history[name]["var"].append(layer.running_var.copy())
+        history[name]["mean"].append(to_numpy(layer.running_mean).copy())
+        history[name]["var"].append(to_numpy(layer.running_var).copy())
 for name, layer in layers.items():
     print(f"{name:>27}, after {steps} batches: running_mean {layer.running_mean.round(3)}, "
           f"running_var {layer.running_var.round(3)}   (true: {true_mean}, {true_std ** 2})")
-    assert np.allclose(layer.running_mean, true_mean, atol=0.15 * true_std.max())
-    assert np.allclose(layer.running_var, true_std ** 2, rtol=0.15)
+    assert np.allclose(to_numpy(layer.running_mean), true_mean, atol=0.15 * true_std.max())
+    assert np.allclose(to_numpy(layer.running_var), true_std ** 2, rtol=0.15)
 assert int(layers["momentum 0.1"].num_batches_tracked) == steps
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -222,7 +227,7 @@ from resnet_np.layers.batchnorm import input_grad  # noqa: E402
 print(inspect.getsource(input_grad))
 
 bn = BatchNorm2d(3).astype("float64")
-bn.weight.data[...] = [1.5, 0.7, 1.0]
+bn.weight.data[...] = to_device([1.5, 0.7, 1.0])
 x = batch(4, 3).astype(np.float64)
 out = bn(x)
 
@@ -236,7 +241,7 @@ def forgetful_backward(dout):
 
 M_small = x.shape[0] * x.shape[2] * x.shape[3]
 for label, dout in [("dout = 1 (the gradient of sum(out))", np.ones_like(out)),
-                    ("dout random", rng.standard_normal(out.shape))]:
+                    ("dout random", to_device(rng.standard_normal(out.shape)))]:
     bn.zero_grad()
     bn(x)
     dx = bn.backward(dout)
@@ -257,10 +262,10 @@ for label, dout in [("dout = 1 (the gradient of sum(out))", np.ones_like(out)),
 # The full check: input, weight and bias, in train and in eval mode (random dout, float64).
 for mode in ("train", "eval"):
     layer = BatchNorm2d(3)
-    layer.weight.data[...] = [1.5, 0.7, 1.0]
-    layer.bias.data[...] = [0.1, -0.2, 0.3]
-    layer.running_mean[...] = [2.0, -1.0, 0.0]
-    layer.running_var[...] = [3.0, 0.5, 1.0]
+    layer.weight.data[...] = to_device([1.5, 0.7, 1.0])
+    layer.bias.data[...] = to_device([0.1, -0.2, 0.3])
+    layer.running_mean[...] = to_device([2.0, -1.0, 0.0])
+    layer.running_var[...] = to_device([3.0, 0.5, 1.0])
     layer.train(mode == "train")
     report = check_module(layer, batch(4, 3))
     print(f"{mode} mode:\n{report}")

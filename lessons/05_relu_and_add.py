@@ -38,6 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from resnet_np import Module, backend  # noqa: E402
+from resnet_np.backend import to_device  # noqa: E402
 from resnet_np.gradcheck import check_module  # noqa: E402
 from resnet_np.layers import Add, Linear, ReLU, Sequential  # noqa: E402
 
@@ -129,9 +130,10 @@ class ResidualUnit(Module):
 
 
 unit = ResidualUnit(16)
-x = rng.standard_normal((8, 16)).astype(np.float32)
+# The Linear layers live on the backend (NumPy, or CuPy with RESNET_NP_BACKEND=cupy): their inputs go there too.
+x = to_device(rng.standard_normal((8, 16)).astype(np.float32))
 y = unit(x)
-dout = rng.standard_normal(y.shape).astype(np.float32)
+dout = to_device(rng.standard_normal(y.shape).astype(np.float32))
 unit.zero_grad()
 dx = unit.backward(dout)
 parts = unit.parts
@@ -187,11 +189,12 @@ for name, residual, he in [("plain, default init", False, False), ("plain, He in
     units = [Unit(width, residual) for _ in range(depth)]
     if he:
         for u in units:
-            u.linear.weight.data = (rng.standard_normal((width, width)) * math.sqrt(2 / width)).astype(np.float32)
+            u.linear.weight.data = to_device((rng.standard_normal((width, width)) * math.sqrt(2 / width))
+                                             .astype(np.float32))
     chains[name] = units
 
-x0 = rng.standard_normal((128, width)).astype(np.float32)
-top_grad = rng.standard_normal((128, width)).astype(np.float32)
+x0 = to_device(rng.standard_normal((128, width)).astype(np.float32))
+top_grad = to_device(rng.standard_normal((128, width)).astype(np.float32))
 grad_norms = {}
 for name, units in chains.items():
     h = x0
@@ -214,7 +217,7 @@ assert np.all(grad_norms["residual, default init"] > 0.5 * top)    # at every un
 
 fig, (ax_bar, ax_depth) = plt.subplots(1, 2, figsize=(12, 4.3))
 names = list(parts)
-ax_bar.bar(range(len(names)), [np.linalg.norm(parts[n]) for n in names],
+ax_bar.bar(range(len(names)), [float(np.linalg.norm(parts[n])) for n in names],
            color=["gray", "gray", "C0", "C1", "C2"])
 ax_bar.set_xticks(range(len(names)), names, rotation=15)
 ax_bar.set(ylabel="gradient norm", title="one unit y = relu(F(x) + x): split at Add, sum at the fork")

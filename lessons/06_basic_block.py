@@ -37,6 +37,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from resnet_np import backend  # noqa: E402
+from resnet_np.backend import to_device  # noqa: E402
 from resnet_np.gradcheck import check_module  # noqa: E402
 from resnet_np.layers import BatchNorm2d, Conv2d, Sequential  # noqa: E402
 from resnet_np.models import BasicBlock, ShortcutA, summary  # noqa: E402
@@ -62,7 +63,8 @@ backend.manual_seed(0)
 N, C, H = 2, 16, 8
 block = BasicBlock(C, C)
 summary(block, (N, C, H, H))
-x = rng.standard_normal((N, C, H, H)).astype(np.float32)
+# The block lives on the backend (NumPy, or CuPy with RESNET_NP_BACKEND=cupy): its input goes there too.
+x = to_device(rng.standard_normal((N, C, H, H)).astype(np.float32))
 y = block(x)
 trace_identity = [(name, type(m).__name__, tuple(m.output_shape)) for name, m in block.named_modules()
                   if name and m.output_shape is not None]
@@ -182,7 +184,7 @@ variants = {
 }
 reports = {}
 for name, (blk, shape) in variants.items():
-    report = check_module(blk, rng.standard_normal(shape))
+    report = check_module(blk, to_device(rng.standard_normal(shape)))
     reports[name] = report
     print(f"{name}: {report}")
     assert report.ok
@@ -196,7 +198,7 @@ class ForgetfulBlock(BasicBlock):
         return self.conv1.backward(self.bn1.backward(d))   # the "+ d_shortcut" is missing
 
 
-bad = check_module(ForgetfulBlock(c, c), rng.standard_normal((2, c, s, s)), raise_on_failure=False)
+bad = check_module(ForgetfulBlock(c, c), to_device(rng.standard_normal((2, c, s, s))), raise_on_failure=False)
 print(f"a backward pass without the shortcut's gradient: worst error {bad.worst:.1e} -> "
       f"{'caught' if not bad.ok else 'MISSED'}")
 assert not bad.ok and bad.failures()[0].name == "input"

@@ -36,6 +36,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from resnet_np import backend  # noqa: E402
+from resnet_np.backend import to_device  # noqa: E402
 from resnet_np.gradcheck import check_module  # noqa: E402
 from resnet_np.layers import BatchNorm2d, Conv2d, Sequential  # noqa: E402
 from resnet_np.models import (  # noqa: E402
@@ -86,7 +87,7 @@ assert bottleneck.conv1.output_shape == (2, 64, 7, 7) and bottleneck.conv3.outpu
 # The first block of a stage: stride 2 on the 3x3 (torchvision's "v1.5"), a projection on the shortcut.
 down = Bottleneck(256, 128, stride=2, downsample=Sequential(Conv2d(256, 512, 1, stride=2, bias=False),
                                                              BatchNorm2d(512)))
-y = down(rng.standard_normal((2, 256, 8, 8)).astype(np.float32))
+y = down(to_device(rng.standard_normal((2, 256, 8, 8)).astype(np.float32)))  # where the layers are (the backend)
 print(f"Bottleneck(256, 128, stride=2): (2, 256, 8, 8) -> {y.shape}")
 assert y.shape == (2, 512, 4, 4)
 
@@ -94,7 +95,7 @@ assert y.shape == (2, 512, 4, 4)
 for name, blk in [("identity", Bottleneck(8, 2)),
                   ("stride 2 + projection", Bottleneck(8, 4, stride=2, downsample=Sequential(
                       Conv2d(8, 16, 1, stride=2, bias=False), BatchNorm2d(16))))]:
-    report = check_module(blk, rng.standard_normal((2, 8, 4, 4)))
+    report = check_module(blk, to_device(rng.standard_normal((2, 8, 4, 4))))
     print(f"Bottleneck, {name}: worst relative error {report.worst:.1e} over {len(report.results)} tensors")
     assert report.ok
 

@@ -35,6 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from resnet_np import backend, finetune  # noqa: E402
+from resnet_np.backend import to_numpy  # noqa: E402
 from resnet_np.data import DataLoader  # noqa: E402
 from resnet_np.models import CifarResNet, resnet20, save  # noqa: E402
 from resnet_np.optim import SGD, CosineAnnealingLR, LinearWarmup  # noqa: E402
@@ -142,7 +143,9 @@ finetune.load_backbone(probe, pretrained_file)
 frozen = finetune.freeze(probe, "backbone")
 print(f"frozen {len(frozen)} parameter tensors; still trained: {finetune.trainable_parameters(probe)}")
 assert finetune.trainable_parameters(probe) == ["fc.weight", "fc.bias"]
-np.testing.assert_array_equal(probe.layer1[0].conv1.weight.data, pretrained.layer1[0].conv1.weight.data)
+# to_numpy: NumPy's checks run on the host, wherever the weights are (CuPy's arrays do not convert by themselves).
+np.testing.assert_array_equal(to_numpy(probe.layer1[0].conv1.weight.data),
+                              to_numpy(pretrained.layer1[0].conv1.weight.data))
 
 try:
     finetune.load_backbone(CifarResNet(2, num_classes=5, in_channels=1), pretrained_file)
@@ -222,7 +225,7 @@ for method in ("scratch", "linear probe", "fine-tune"):
     if method == "linear probe":  # frozen means frozen: weights and statistics bit for bit
         for key, value in model.state_dict().items():
             if not key.startswith("fc."):
-                np.testing.assert_array_equal(value, backbone_before[key], err_msg=key)
+                np.testing.assert_array_equal(to_numpy(value), to_numpy(backbone_before[key]), err_msg=key)
 
 # Ten labels per class, no augmentation: the pretrained weights are worth a lot.
 assert results["fine-tune"] > results["scratch"] + 0.03, results

@@ -35,6 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from resnet_np import backend  # noqa: E402
+from resnet_np.backend import to_device  # noqa: E402
 from resnet_np.layers import Conv2d, SoftmaxCrossEntropy  # noqa: E402
 from resnet_np.models import (  # noqa: E402
     BasicBlock,
@@ -123,8 +124,8 @@ def count(module):
 
 # %%
 rng = np.random.default_rng(0)
-x = rng.standard_normal((2, 16, 6, 6))
-dout = rng.standard_normal(x.shape)
+x = to_device(rng.standard_normal((2, 16, 6, 6)))  # where the blocks are: the backend (NumPy, or CuPy)
+dout = to_device(rng.standard_normal(x.shape))
 
 pre = PreActBasicBlock(16, 16).astype("float64")
 pre.conv2.weight.data[...] = 0                     # F(x) = 0: the block is x -> x
@@ -164,8 +165,8 @@ n = 3 if args.quick else 18                  # blocks per stage: ResNet-20 in th
 batch_size = 8 if args.quick else 32
 depth = 6 * n + 2
 train, _, source = load_digits(args.quick, synthetic_sizes=(200, 50))
-images = (train.images[:batch_size].astype(np.float32) / 255 - train.mean[0]) / train.std[0]
-labels = train.labels[:batch_size]
+images = to_device((train.images[:batch_size].astype(np.float32) / 255 - train.mean[0]) / train.std[0])
+labels = to_device(train.labels[:batch_size])
 loss_fn = SoftmaxCrossEntropy()
 
 
@@ -176,12 +177,12 @@ def block_gradient_norms(model, pre_activation):
     d = model.avgpool.backward(model.flatten.backward(model.fc.backward(loss_fn.backward())))
     if pre_activation:
         d = model.bn.backward(model.relu.backward(d))   # the final bn-relu of the pre-activation net
-    at_output = np.linalg.norm(d)
+    at_output = float(np.linalg.norm(d))  # a number on the host, wherever d is
     norms = []
     for stage in (model.layer3, model.layer2, model.layer1):
         for block in reversed(list(stage)):
             d = block.backward(d)
-            norms.append(np.linalg.norm(d) / at_output)
+            norms.append(float(np.linalg.norm(d)) / at_output)
     return np.array(norms[::-1])
 
 

@@ -43,6 +43,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from resnet_np import backend  # noqa: E402
+from resnet_np.backend import get_array_module, to_device, to_numpy  # noqa: E402
 from resnet_np.distributed import DistributedDataParallel, convert_sync_batchnorm, init  # noqa: E402
 from resnet_np.layers import (  # noqa: E402
     BatchNorm2d,
@@ -72,8 +73,9 @@ say(f"running as {world.size} process(es) ({'mpiexec' if world.comm is not None 
 rng = np.random.default_rng(0)
 R = 2                        # shards played by hand in parts 1 and 2, whatever the world's size
 side = 8 if args.quick else 12
-x_batch = rng.standard_normal((8, 3, side, side)) * 2 + 1   # float64: differences are rounding, not noise
-y_batch = rng.integers(0, 5, 8)
+# float64: differences are rounding, not noise; on the backend's device (NumPy, or CuPy), where the layers are.
+x_batch = to_device(rng.standard_normal((8, 3, side, side)) * 2 + 1)
+y_batch = to_device(rng.integers(0, 5, 8))
 
 
 def small_net(with_bn):
@@ -204,13 +206,14 @@ channel_means = [conv_out[r::R].mean(axis=(0, 2, 3)) for r in range(R)] + [conv_
 # %%
 def sync_bn_forward_by_hand(shards, eps=1e-5):
     """Each shard normalised with the statistics of all shards together (gamma = 1, beta = 0)."""
-    counts = np.array([s.shape[0] * s.shape[2] * s.shape[3] for s in shards], dtype=np.float64)
-    means = np.stack([s.mean(axis=(0, 2, 3)) for s in shards])
-    m2s = np.stack([((s - m.reshape(1, -1, 1, 1)) ** 2).sum(axis=(0, 2, 3)) for s, m in zip(shards, means)])
+    xp = get_array_module(*shards)  # numpy or cupy: the arrays' own module
+    counts = xp.asarray([s.shape[0] * s.shape[2] * s.shape[3] for s in shards], dtype=xp.float64)
+    means = xp.stack([s.mean(axis=(0, 2, 3)) for s in shards])
+    m2s = xp.stack([((s - m.reshape(1, -1, 1, 1)) ** 2).sum(axis=(0, 2, 3)) for s, m in zip(shards, means)])
     M = counts.sum()
     mean = (counts[:, None] * means).sum(axis=0) / M
     var = (m2s + counts[:, None] * (means - mean) ** 2).sum(axis=0) / M
-    inv_std = 1 / np.sqrt(var + eps)
+    inv_std = 1 / xp.sqrt(var + eps)
     x_hats = [(s - mean.reshape(1, -1, 1, 1)) * inv_std.reshape(1, -1, 1, 1) for s in shards]
     return x_hats, inv_std, M
 
@@ -224,8 +227,8 @@ def sync_bn_backward_by_hand(gs, x_hats, inv_std, M):
             for g, xh in zip(gs, x_hats)]
 
 
-activations = rng.standard_normal((8, 6, side, side)) * 3 + 2
-upstream = rng.standard_normal(activations.shape)
+activations = to_device(rng.standard_normal((8, 6, side, side)) * 3 + 2)
+upstream = to_device(rng.standard_normal(activations.shape))
 reference_bn = BatchNorm2d(6).astype("float64")
 out_reference = reference_bn(activations)
 dx_reference = reference_bn.backward(upstream)
@@ -264,7 +267,7 @@ ax_err.set(ylabel="worst relative error vs the whole batch", title="gradients fr
 width = 0.27
 for k, (means, name) in enumerate(zip(channel_means, ["shard 0 (even images)", "shard 1 (odd images)",
                                                        "whole batch"])):
-    ax_mean.bar(np.arange(6) + (k - 1) * width, means, width, label=name)
+    ax_mean.bar(np.arange(6) + (k - 1) * width, to_numpy(means), width, label=name)  # matplotlib reads the host
 ax_mean.set(xlabel="channel after the convolution", ylabel="batch mean",
             title="what a batch norm subtracts: each shard has its own mean")
 ax_mean.legend(fontsize=8)
@@ -311,8 +314,9 @@ backend.manual_seed(0)
 model = DistributedDataParallel(convert_sync_batchnorm(resnet20(in_channels=1), world), world, bucket_mb=0.25)
 optimizer = SGD(model.parameters(), lr=0.05, momentum=0.9)
 loss_fn = SoftmaxCrossEntropy()
-images = np.random.default_rng(world.rank).standard_normal((batch_per_rank, 1, size_rn, size_rn)).astype(np.float32)
-labels = np.arange(batch_per_rank) % 10
+images = to_device(np.random.default_rng(world.rank).standard_normal((batch_per_rank, 1, size_rn, size_rn))
+                   .astype(np.float32))
+labels = to_device(np.arange(batch_per_rank) % 10)
 for step in range(3 if args.quick else 6):
     loss = loss_fn(model(images), labels)
     optimizer.zero_grad()
