@@ -156,9 +156,8 @@ class ForgetsGroupsInConv2(M.Bottleneck):
 class WidthIgnoresPlanes(M.Bottleneck):
     """width = base_width * groups: right in layer1 (planes 64), too narrow from layer2 on."""
 
-    def __init__(self, in_channels, out_channels, stride=1, downsample=None, groups=1, base_width=64,
-                 residual=True):
-        super().__init__(in_channels, 64, stride, downsample, groups, base_width, residual)
+    def __init__(self, in_channels, out_channels, stride=1, downsample=None, groups=1, base_width=64, **options):
+        super().__init__(in_channels, 64, stride, downsample, groups, base_width, **options)
         self.conv3 = L.Conv2d(self.width, out_channels * 4, 1, bias=False)
         self.bn3 = L.BatchNorm2d(out_channels * 4)
 
@@ -166,9 +165,8 @@ class WidthIgnoresPlanes(M.Bottleneck):
 class StrideOnConv1(M.Bottleneck):
     """The stride on the first 1x1 (the paper's v1), not on the 3x3 (torchvision's v1.5): same parameters."""
 
-    def __init__(self, in_channels, out_channels, stride=1, downsample=None, groups=1, base_width=64,
-                 residual=True):
-        super().__init__(in_channels, out_channels, 1, downsample, groups, base_width, residual)
+    def __init__(self, in_channels, out_channels, stride=1, downsample=None, groups=1, base_width=64, **options):
+        super().__init__(in_channels, out_channels, 1, downsample, groups, base_width, **options)
         self.conv1 = L.Conv2d(in_channels, self.width, 1, stride=stride, bias=False)
 
 

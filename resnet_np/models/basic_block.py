@@ -13,7 +13,11 @@ class BasicBlock(Module):
     changes the resolution or the number of channels (a 1x1 convolution with
     stride 2 and a batch norm in torchvision; the parameter-free ``ShortcutA``
     in the paper's CIFAR networks). Names and state-dict keys are
-    torchvision's: ``conv1``, ``bn1``, ``conv2``, ``bn2``, ``downsample``.
+    torchvision's: ``conv1``, ``bn1``, ``conv2``, ``bn2``, ``downsample``;
+    so are the arguments, ``BasicBlock(inplanes, planes, stride, downsample,
+    groups, base_width, dilation, norm_layer)``: ``norm_layer(planes)`` makes
+    ``bn1`` and ``bn2`` (``BatchNorm2d`` by default), and as in torchvision
+    only groups=1, base_width=64 and dilation=1 are supported.
 
     ``residual=False`` removes the shortcut: the "plain" network of the
     paper's degradation experiment, otherwise identical.
@@ -26,14 +30,24 @@ class BasicBlock(Module):
 
     expansion = 1
 
-    def __init__(self, in_channels, out_channels, stride=1, downsample=None, residual=True):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64, dilation=1,
+                 norm_layer=None, residual=True):
         super().__init__()
+        # torchvision's signature, and its refusals: the arguments exist so that ResNet can hand every block
+        # the same ones, but only the Bottleneck uses them.
+        if norm_layer is None:
+            norm_layer = BatchNorm2d
+        if groups != 1 or base_width != 64:
+            raise ValueError("BasicBlock only supports groups=1 and base_width=64")
+        if dilation > 1:
+            raise NotImplementedError("Dilation > 1 not supported in BasicBlock")
         self.residual = residual
-        self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = BatchNorm2d(out_channels)
+        self.stride = stride
+        self.conv1 = Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = norm_layer(planes)
         self.relu1 = ReLU()  # two ReLU objects: each keeps its own mask for backward
-        self.conv2 = Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=False)
-        self.bn2 = BatchNorm2d(out_channels)
+        self.conv2 = Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = norm_layer(planes)
         self.downsample = downsample if residual else None
         self.add = Add() if residual else None
         self.relu2 = ReLU()

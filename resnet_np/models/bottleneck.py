@@ -10,8 +10,9 @@ class Bottleneck(Module):
 
         out = relu( bn3(conv3( relu(bn2(conv2( relu(bn1(conv1(x))) ))) ))  +  shortcut(x) )
 
-    ``out_channels`` is torchvision's ``planes``: the block outputs
-    ``out_channels * expansion`` channels, with ``expansion = 4``. As in
+    The arguments are torchvision's, ``Bottleneck(inplanes, planes, stride,
+    downsample, groups, base_width, dilation, norm_layer)``: the block outputs
+    ``planes * expansion`` channels, with ``expansion = 4``. As in
     torchvision v1.5 the stride sits on the 3x3 convolution (the paper's v1
     put it on the first 1x1, which skips three quarters of the input).
 
@@ -27,31 +28,41 @@ class Bottleneck(Module):
     ResNets keep ``groups=1`` and double ``base_width`` (128): the 1x1s
     and the 3x3 are twice as wide, the block's output is not.
 
+    ``dilation`` spreads the 3x3's taps apart (padding = dilation keeps the
+    size): ``ResNet(replace_stride_with_dilation=...)`` uses it where a
+    stage keeps its resolution instead of halving it. ``norm_layer(C)``
+    makes the three batch norms (``BatchNorm2d`` by default).
+
     Backward is the chain rule as in ``BasicBlock``, each layer called
     through ``run_backward`` (its ``backward`` plus its hooks, module.py).
     """
 
     expansion = 4
 
-    def __init__(self, in_channels, out_channels, stride=1, downsample=None, groups=1, base_width=64,
-                 residual=True):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64, dilation=1,
+                 norm_layer=None, residual=True):
         super().__init__()
         positive_int(groups, "groups", "Bottleneck")
         positive_int(base_width, "base_width", "Bottleneck")
-        width = int(out_channels * base_width / 64) * groups
+        positive_int(dilation, "dilation", "Bottleneck")
+        if norm_layer is None:
+            norm_layer = BatchNorm2d
+        width = int(planes * base_width / 64) * groups
         if width == 0:
-            raise ValueError(f"Bottleneck: planes * base_width / 64 = {out_channels} * {base_width} / 64 rounds "
+            raise ValueError(f"Bottleneck: planes * base_width / 64 = {planes} * {base_width} / 64 rounds "
                              "down to 0 channels per group")
         self.groups, self.base_width, self.width = groups, base_width, width
         self.residual = residual
-        self.conv1 = Conv2d(in_channels, width, 1, bias=False)
-        self.bn1 = BatchNorm2d(width)
+        self.stride = stride
+        self.conv1 = Conv2d(inplanes, width, 1, bias=False)
+        self.bn1 = norm_layer(width)
         self.relu1 = ReLU()
-        self.conv2 = Conv2d(width, width, 3, stride=stride, padding=1, groups=groups, bias=False)
-        self.bn2 = BatchNorm2d(width)
+        self.conv2 = Conv2d(width, width, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups,
+                            bias=False)
+        self.bn2 = norm_layer(width)
         self.relu2 = ReLU()
-        self.conv3 = Conv2d(width, out_channels * self.expansion, 1, bias=False)
-        self.bn3 = BatchNorm2d(out_channels * self.expansion)
+        self.conv3 = Conv2d(width, planes * self.expansion, 1, bias=False)
+        self.bn3 = norm_layer(planes * self.expansion)
         self.downsample = downsample if residual else None
         self.add = Add() if residual else None
         self.relu3 = ReLU()

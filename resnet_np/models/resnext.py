@@ -34,6 +34,7 @@ from ..layers import (
 )
 from .base import Network
 from .bottleneck import Bottleneck
+from .resnet import zero_init_last_bn
 
 
 class CifarResNeXt(Network):
@@ -41,18 +42,21 @@ class CifarResNeXt(Network):
 
     Stem (conv1, bn1, relu), stages and head (avgpool, flatten, fc) run in
     ``Network`` (base.py), with ``reset_classifier`` and ``need_input_grad``.
+    ``zero_init_residual`` and ``norm_layer`` are torchvision's, as in ``ResNet``.
     """
 
-    def __init__(self, n, groups, width_per_group, num_classes=10, in_channels=3, base_planes=64):
+    def __init__(self, n, groups, width_per_group, num_classes=10, in_channels=3, base_planes=64,
+                 zero_init_residual=False, norm_layer=None):
         super().__init__()
         positive_int(n, "n (blocks per stage)", "CifarResNeXt")
         positive_int(groups, "groups", "CifarResNeXt")
         positive_int(width_per_group, "width_per_group", "CifarResNeXt")
         positive_int(base_planes, "base_planes", "CifarResNeXt")
         self.groups, self.base_width = groups, width_per_group
+        self._norm_layer = BatchNorm2d if norm_layer is None else norm_layer
         self.inplanes = base_planes  # channels entering the next stage; _make_layer updates it
         self.conv1 = Conv2d(in_channels, base_planes, 3, stride=1, padding=1, bias=False)
-        self.bn1 = BatchNorm2d(base_planes)
+        self.bn1 = self._norm_layer(base_planes)
         self.relu = ReLU()
         self.layer1 = self._make_layer(base_planes, n, stride=1)
         self.layer2 = self._make_layer(2 * base_planes, n, stride=2)
@@ -60,6 +64,8 @@ class CifarResNeXt(Network):
         self.avgpool = GlobalAvgPool2d()
         self.flatten = Flatten()
         self.fc = Linear(self.inplanes, num_classes)
+        if zero_init_residual:
+            zero_init_last_bn(self)
 
     def stem(self):
         return [self.conv1, self.bn1, self.relu]
@@ -76,12 +82,13 @@ class CifarResNeXt(Network):
         downsample = None
         if stride != 1 or self.inplanes != out_planes:
             downsample = Sequential(Conv2d(self.inplanes, out_planes, 1, stride=stride, bias=False),
-                                    BatchNorm2d(out_planes))
+                                    self._norm_layer(out_planes))
         layers = [Bottleneck(self.inplanes, planes, stride, downsample, groups=self.groups,
-                             base_width=self.base_width)]
+                             base_width=self.base_width, norm_layer=self._norm_layer)]
         self.inplanes = out_planes
         for _ in range(1, blocks):
-            layers.append(Bottleneck(out_planes, planes, groups=self.groups, base_width=self.base_width))
+            layers.append(Bottleneck(out_planes, planes, groups=self.groups, base_width=self.base_width,
+                                     norm_layer=self._norm_layer))
         return Sequential(*layers)
 
 
