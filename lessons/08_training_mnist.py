@@ -13,7 +13,8 @@
 # with momentum (what the ResNet paper uses) and once with Adam (which
 # adapts a step size per parameter), and compare the loss curves and the
 # test accuracy. Then we look at the digits the network gets wrong — often
-# ones a person would hesitate over too.
+# ones a person would hesitate over too. Last, we train it once more with
+# label smoothing and ask how far its confidence can be trusted.
 #
 # ``resnet_np.train.fit`` (behind ``python -m resnet_np train``) runs the
 # same four lines with checkpoints, progress bars and curves per epoch; here
@@ -40,7 +41,7 @@ import numpy as np  # noqa: E402
 from resnet_np import backend  # noqa: E402
 from resnet_np.backend import to_numpy  # noqa: E402
 from resnet_np.data import DataLoader  # noqa: E402
-from resnet_np.layers import SoftmaxCrossEntropy  # noqa: E402
+from resnet_np.layers import CrossEntropyLoss, SoftmaxCrossEntropy  # noqa: E402
 from resnet_np.models import CifarResNet  # noqa: E402
 from resnet_np.optim import SGD, Adam, CosineAnnealingLR  # noqa: E402
 from resnet_np.train import evaluate  # noqa: E402
@@ -122,9 +123,10 @@ print(f"ResNet-8: {sum(p.size for p in make_model().parameters()):,} parameters"
 # %%
 eval_every = 25 if args.quick else 100
 val = test.subset(np.arange(min(len(test), 300 if args.quick else 2000)))  # for the accuracy during training
-loss_fn = SoftmaxCrossEntropy()
-runs = {}
-for name, make_optimizer in optimizers.items():
+
+
+def train_model(name, make_optimizer, loss_fn):
+    """A fresh ResNet-8 trained with ``make_optimizer``'s optimizer on ``loss_fn``: the model and its record."""
     model = make_model()
     optimizer = make_optimizer(model.parameters())
     total_steps = epochs * len(DataLoader(train, batch_size=batch_size, drop_last=True))
@@ -141,15 +143,19 @@ for name, make_optimizer in optimizers.items():
             model.backward(loss_fn.backward())     # backward
             optimizer.step()                        # update
             schedule.step()                         # the next step's learning rate
-            losses.append(loss)
+            losses.append(float(loss))
             if len(losses) % eval_every == 0:
                 _, acc = evaluate(model, DataLoader(val, batch_size=250, shuffle=False))
                 checkpoints.append((len(losses), acc))
     seconds = time.perf_counter() - start
     test_loss, test_acc = evaluate(model, DataLoader(test, batch_size=250, shuffle=False))
-    runs[name] = {"model": model, "losses": np.array(losses), "checkpoints": checkpoints, "test_acc": test_acc}
     print(f"{name}: {len(losses)} steps in {seconds:.0f} s; last 20 steps' mean loss "
           f"{np.mean(losses[-20:]):.3f}; test loss {test_loss:.3f}, test accuracy {test_acc:.2%}")
+    return {"model": model, "losses": np.array(losses), "checkpoints": checkpoints, "test_acc": test_acc}
+
+
+runs = {name: train_model(name, make_optimizer, SoftmaxCrossEntropy())
+        for name, make_optimizer in optimizers.items()}
 
 for name, run in runs.items():
     first, last = run["losses"][:10].mean(), run["losses"][-10:].mean()
@@ -221,6 +227,109 @@ fig.savefig(out_dir / "misclassified.png", dpi=100)
 print(f"figure: {out_dir / 'misclassified.png'}")
 
 # %% [markdown]
+# ## 5. Label smoothing: how far can the confidence be trusted?
+#
+# The largest softmax probability is the network's *confidence* in its
+# answer. A network is *calibrated* when its confidence means what it says:
+# of the images it answers with confidence 0.8, 80 % are right. The
+# cross-entropy against a one-hot label never stops pushing towards more:
+# its gradient with respect to the logits, $p - \mathrm{onehot}(y)$,
+# vanishes only at $p_y = 1$, which the softmax reaches only as the gap
+# between the logits grows without bound. Deep networks trained long
+# enough end up over-confident (Guo et al., 2017).
+#
+# Label smoothing (Szegedy et al., 2016) trains against a softened target
+# instead, the one-hot label mixed with the uniform distribution over the
+# $K$ classes:
+#
+# $$ q_k = (1 - \varepsilon)\,[k = y] + \frac{\varepsilon}{K}, \qquad
+# \ell = -\sum_k q_k \log p_k, \qquad \frac{\partial \ell}{\partial z_k} = p_k - q_k . $$
+#
+# The gradient vanishes where the softmax *equals* $q$, at a confidence of
+# $1 - \varepsilon + \varepsilon / K$ (0.91 for $\varepsilon = 0.1$ and ten
+# classes), with finite logits. ``CrossEntropyLoss(label_smoothing=0.1)``
+# computes it as ``torch.nn.CrossEntropyLoss(label_smoothing=0.1)`` does,
+# and ``python -m resnet_np train --label-smoothing 0.1`` trains with it.
+#
+# We train the SGD model of section 3 once more — the same initial weights,
+# the same batches — with $\varepsilon = 0.1$, and compare the two on the
+# test images: how their confidences spread, and the *reliability diagram*:
+# the images sorted into ten bins of confidence, the accuracy in each bin
+# against the bin's mean confidence (a calibrated network lies on the
+# diagonal). The *expected calibration error* sums the gaps, each weighted
+# by its bin's share of the $N$ images:
+#
+# $$ \mathrm{ECE} = \sum_{b=1}^{10} \frac{|B_b|}{N} \, \bigl| \mathrm{acc}(B_b) - \mathrm{conf}(B_b) \bigr| $$
+
+# %%
+smoothing = 0.1
+sgd_name = next(iter(optimizers))
+smoothed = train_model(f"{sgd_name}, label smoothing {smoothing}", optimizers[sgd_name],
+                       CrossEntropyLoss(label_smoothing=smoothing))
+
+
+def probabilities_of(model):
+    """softmax(logits) of every test image, in eval mode, on the host: (N, 10)."""
+    model.eval()
+    chunks = []
+    for x, _ in DataLoader(test, batch_size=250, shuffle=False):
+        logits = to_numpy(model(x)).astype(np.float64)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        chunks.append(e / e.sum(axis=1, keepdims=True))
+    return np.concatenate(chunks)
+
+
+def calibration(probs, labels, bins=10):
+    """Per bin of confidence: its share of the images, their accuracy, their mean confidence; and the ECE."""
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)  # bin b holds [b / bins, (b + 1) / bins)
+    count = np.bincount(which, minlength=bins)
+    accuracy = np.bincount(which, weights=correct, minlength=bins) / np.maximum(count, 1)
+    mean_confidence = np.bincount(which, weights=confidence, minlength=bins) / np.maximum(count, 1)
+    share = count / len(labels)
+    return share, accuracy, mean_confidence, float((share * np.abs(accuracy - mean_confidence)).sum())
+
+
+models = {"cross-entropy": runs[sgd_name], f"label smoothing {smoothing}": smoothed}
+calibrated = {}
+for name, run in models.items():
+    probs = probabilities_of(run["model"])
+    share, accuracy, confidence, ece = calibration(probs, test.labels)
+    calibrated[name] = {"probs": probs, "share": share, "accuracy": accuracy, "confidence": confidence, "ece": ece,
+                        "mean": probs.max(axis=1).mean()}
+    gap = calibrated[name]["mean"] - run["test_acc"]
+    print(f"{name}: test accuracy {run['test_acc']:.2%}, mean confidence {calibrated[name]['mean']:.3f} "
+          f"({'over' if gap > 0 else 'under'}-confident by {abs(gap):.3f}), "
+          f"{(probs.max(axis=1) > 0.99).mean():.0%} of the answers above 0.99, ECE {ece:.3f}")
+
+plain, smooth = calibrated.values()
+# The robust effect: a lower confidence. Whether it lowers the ECE depends on where the plain run stands
+# (a short one may not have grown over-confident yet, and smoothing can then make it under-confident).
+assert smooth["mean"] < plain["mean"], (smooth["mean"], plain["mean"])
+assert smoothed["test_acc"] > (0.5 if args.quick else 0.97), f"label smoothing: test accuracy {smoothed['test_acc']}"
+
+fig, (ax_rel, ax_hist) = plt.subplots(1, 2, figsize=(11, 4.2))
+ax_rel.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+ceiling = 1 - smoothing + smoothing / 10
+for k, (name, c) in enumerate(calibrated.items()):
+    kept = c["share"] > 0
+    ax_rel.plot(c["confidence"][kept], c["accuracy"][kept], "o-", color=f"C{k}",
+                label=f"{name}: ECE {c['ece']:.3f}")
+    ax_hist.hist(c["probs"].max(axis=1), bins=np.linspace(0.1, 1, 46), color=f"C{k}", alpha=0.55, log=True,
+                 label=f"{name}: mean {c['mean']:.3f}")
+ax_hist.axvline(ceiling, color="C1", ls=":", label=f"1 - eps + eps/K = {ceiling:.2f}")
+ax_rel.set(xlabel="mean confidence in the bin", ylabel="accuracy in the bin", xlim=(0, 1.02), ylim=(0, 1.02),
+           title="reliability diagram: above the diagonal, under-confident")
+ax_hist.set(xlabel="confidence (largest softmax probability)", ylabel="test images (log scale)",
+            title=f"confidence on the {len(test)} test images")
+for ax in (ax_rel, ax_hist):
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+fig.tight_layout()
+fig.savefig(out_dir / "label_smoothing_calibration.png", dpi=100)
+print(f"figure: {out_dir / 'label_smoothing_calibration.png'}")
+
+# %% [markdown]
 # ## What to remember
 #
 # * A training step is forward, loss, ``zero_grad``, backward, ``step``.
@@ -229,3 +338,7 @@ print(f"figure: {out_dir / 'misclassified.png'}")
 #   what the ResNet paper (and most image-classification records) use, with a
 #   schedule. The curves compare one setting of each: not a verdict.
 # * Evaluate in eval mode: batch norm then uses its running statistics.
+# * Label smoothing trains against $q = (1 - \varepsilon)\,\mathrm{onehot}(y) + \varepsilon / K$:
+#   the gradient $p - q$ stops pushing the confidence at $1 - \varepsilon + \varepsilon / K$.
+#   The network's answers become less confident; check the reliability
+#   diagram to see whether that made them better calibrated.
