@@ -46,7 +46,7 @@ class CrossEntropyLoss:
     share g[n] of the upstream gradient (dout[n] for "none", dout for
     "sum", dout / D for "mean"):
 
-        dz[n, k] = g[n] (s[n] p[n, k] - Q[n, k])      (s[n] = sum_k Q[n, k])
+        s[n] = sum_k Q[n, k]      dz[n, k] = g[n] (s[n] p[n, k] - Q[n, k])
 
     Without weights s[n] = 1: label smoothing's gradient is
     softmax(z) - ((1 - eps) onehot(y) + eps / K). An ignored sample has
