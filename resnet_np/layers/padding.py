@@ -9,15 +9,16 @@ the row it copies is s(k):
     s_replicate(k) = min(max(k, 0), H-1)                           (edge repeated: a a a | a b c d | d d d)
     s_circular(k)  = k mod H                                       (wrap around: b c d | a b c d | a b c)
 
-and the same along the columns. A padded image is a gather:
+and the same along the columns. A padded image is a gather (the leading
+axes, N and C, go along):
 
-    out[..., i, j] = x[..., s(i - top), s(j - left)]          (..., H + top + bottom, W + left + right)
+    out[n, c, i, j] = x[n, c, s(i - top), s(j - left)]          (N, C, H + top + bottom, W + left + right)
 
 Its backward is the adjoint of that gather: every padded pixel hands its
 gradient back to the pixel it copied, so a border pixel collects the
 gradients of itself and of all its copies:
 
-    dx[..., a, b] = sum over (i, j) with s(i - top) = a and s(j - left) = b of dout[..., i, j]
+    dx[n, c, a, b] = sum over (i, j) with s(i - top) = a and s(j - left) = b of dout[n, c, i, j]
 
 Rows and columns are padded independently, so the backward folds the
 columns back first, then the rows: two loops over the few border lines,
@@ -44,7 +45,7 @@ def source_index(k, size, mode):
 def same_padding(kernel_size, dilation):
     """(top, bottom, left, right) of padding="same" at stride 1: the output keeps the input's size.
 
-        total = dilation * (kernel - 1)        before = total // 2        after = total - before
+        total = dilation * (kernel - 1)        before = floor(total / 2)        after = total - before
 
     An odd total (an even kernel at dilation 1) cannot be split evenly: the
     extra row goes to the bottom and the extra column to the right, as in PyTorch.
