@@ -40,6 +40,10 @@ _device = None  # the module behind "cupy": real CuPy, or the stand-in after use
 # Random numbers are drawn on the host with one NumPy generator and then
 # moved to the device, so a seed gives the same weights on CPU and GPU.
 _rng = numpy.random.default_rng(0)
+# What is drawn at every step (dropout's masks) is drawn on the device by its
+# own generator instead (``uniform_like``), seeded by ``manual_seed`` too.
+_seed = 0
+_device_generators = {}  # device module -> its RandomState, made at the first draw after a seed
 
 
 def _import_cupy():
@@ -194,9 +198,11 @@ def is_integer(a):
 # ----------------------------------------------------------------------------
 
 def manual_seed(seed):
-    """Reset the generator behind every random draw of the package."""
-    global _rng
+    """Reset the generators behind every random draw of the package (the host's and the device's)."""
+    global _rng, _seed
     _rng = numpy.random.default_rng(seed)
+    _seed = seed
+    _device_generators.clear()
 
 
 def get_rng_state():
@@ -221,6 +227,24 @@ def uniform(low, high, shape, dtype="float32", backend=None, rng=None):
     """Uniform samples in [low, high) of ``shape`` on ``backend``."""
     rng = rng if rng is not None else _rng
     return to_device(rng.uniform(low, high, shape).astype(dtype), backend)
+
+
+def uniform_like(a, low=0.0, high=1.0, dtype="float32"):
+    """Uniform samples in [low, high) of ``a``'s shape, drawn where ``a`` is.
+
+    On the host, from the package's generator (as ``uniform``). On the GPU,
+    by the device's own generator (``cupy.random``, seeded by
+    ``manual_seed``): nothing is uploaded, as dropout needs at every step. A
+    seed gives reproducible draws on each device, but not the same numbers
+    on both, and the device's generator is not stored in checkpoints.
+    """
+    module = _device_module_of(a)
+    if module is None:
+        return uniform(low, high, a.shape, dtype, "numpy")
+    generator = _device_generators.get(module)
+    if generator is None:
+        generator = _device_generators[module] = module.random.RandomState(_seed)
+    return generator.uniform(low, high, a.shape, dtype=dtype)
 
 
 def default_rng(seed=None):

@@ -71,6 +71,12 @@ def _diverged(what, epoch, step, optimizer, model, loss_fn, x, y):
 def evaluate(model, loader, loss_fn=None):
     """(mean loss, accuracy) of ``model`` over ``loader``, in eval mode.
 
+    The loss sum, the count of correct answers and the labels' range are
+    accumulated where the logits are and read back once, at the end: on a
+    GPU each read waits for all the work queued before it. Only when the
+    loss sum is NaN or Inf is the loader gone over again, batch by batch,
+    to name the layer where it first appears.
+
     For a ``DistributedDataParallel`` model of several ranks, each rank
     evaluates its share (a loader with ``DistributedSampler(pad=False)``)
     and the sums are all-reduced over the model's world.
@@ -79,20 +85,39 @@ def evaluate(model, loader, loss_fn=None):
     loss_fn = loss_fn or SoftmaxCrossEntropy()
     was_training = model.training
     model.eval()
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, correct, seen, low, high, classes = 0.0, 0, 0, None, None, None
     try:
         for x, y in loader:
             logits = model(x)
             try:
-                loss = loss_fn(logits, y)
-            except NonFiniteLossError as e:
+                loss = _loss_on_device(loss_fn, logits, y)  # left on the device where the loss function can
+            except NonFiniteLossError as e:  # a loss function that reads its value itself
                 raise NonFiniteLossError(f"{e} ({_where(model, loss_fn, x, y)})") from None
-            total_loss += loss * len(y)
-            correct = correct + (logits.argmax(axis=1) == y).sum()  # on the device: read once, at the end
-            seen += len(y)
+            xp = get_array_module(logits)
+            total_loss = total_loss + (loss if isinstance(loss, float) else loss.astype("float64")) * len(y)
+            correct = correct + (logits.argmax(axis=1) == y).sum()
+            low = y.min() if low is None else xp.minimum(low, y.min())  # checked with the rest, at the end
+            high = y.max() if high is None else xp.maximum(high, y.max())
+            seen, classes = seen + len(y), logits.shape[1]
+        if seen:  # one read of the device for the whole pass
+            numbers = [correct, low, high] + ([] if isinstance(total_loss, float) else [total_loss])
+            xp = get_array_module(*numbers)
+            read = [float(v) for v in to_numpy(xp.stack([xp.asarray(v, dtype="float64") for v in numbers]))]
+            correct, low, high = int(read[0]), int(read[1]), int(read[2])
+            total_loss = read[3] if len(read) == 4 else total_loss
+            if low < 0 or high >= classes:
+                raise ValueError(f"evaluate: the labels must be in [0, {classes - 1}] for a model with {classes} "
+                                 f"outputs, got {low if low < 0 else high}")
+            if not math.isfinite(total_loss):
+                for x, y in loader:  # again, one read per batch, to name the layer (SoftmaxCrossEntropy.forward)
+                    try:
+                        loss_fn(model(x), y)
+                    except NonFiniteLossError as e:
+                        raise NonFiniteLossError(f"{e} ({_where(model, loss_fn, x, y)})") from None
+                raise NonFiniteLossError(f"evaluate: the loss is {total_loss} (the logits of some batch contain NaN "
+                                         "or Inf, and a second pass over the loader did not find which)")
     finally:
         model.train(was_training)
-    correct = int(correct)
     if world.size > 1:
         total_loss, correct, seen = world.sum_numbers(total_loss, correct, seen)
         correct, seen = int(correct), int(seen)

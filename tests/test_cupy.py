@@ -181,9 +181,10 @@ def test_forward_backward_match_numpy(name):
             inputs = [rng.standard_normal(x.shape) * 1.5 + 0.3 for x in inputs]
         cpu.zero_grad()
         gpu.zero_grad()
-        backend.manual_seed(100 + step)  # dropout: the same mask on both (drawn on the host)
         out_cpu = cpu(*inputs)
-        backend.manual_seed(100 + step)
+        for m_cpu, m_gpu in zip(cpu.modules(), gpu.modules()):  # dropout draws on each device: the CPU's mask
+            if isinstance(m_cpu, layers.Dropout):
+                m_gpu.mask = backend.to_device(m_cpu.mask, "cupy")
         out_gpu = gpu(*[backend.to_device(x, "cupy") for x in inputs])
         assert_matches_numpy(f"{name} output", out_gpu, out_cpu)
         dout = rng.standard_normal(out_cpu.shape)

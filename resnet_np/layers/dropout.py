@@ -29,10 +29,12 @@ class Dropout(Module):
 
         dx = dout * keep / (1 - p)
 
-    The mask is drawn from the package's generator (``backend.manual_seed``),
-    so a seeded run drops the same elements every time; with p = 0 nothing is
-    drawn, and the rest of the run sees the same random numbers as without
-    the layer.
+    The mask is drawn where x is (``backend.uniform_like``): on the host
+    from the package's generator, on a GPU by the device's own generator,
+    so that no mask is uploaded at every step. Both are seeded by
+    ``backend.manual_seed``: a seeded run drops the same elements every
+    time. With p = 0 nothing is drawn, and the rest of the run sees the same
+    random numbers as without the layer.
 
     ``mask`` holds the last mask drawn (a boolean array, True = kept). Set
     ``reuse_mask = True`` to make the next forward passes reuse it rather
@@ -54,8 +56,7 @@ class Dropout(Module):
             self._cache = (x.shape, None)
             return x
         if not (self.reuse_mask and self.mask is not None and self.mask.shape == x.shape):
-            u = backend.uniform(0.0, 1.0, x.shape, "float32", backend.backend_of(x))
-            self.mask = u >= self.p  # P(u >= p) = 1 - p
+            self.mask = backend.uniform_like(x) >= self.p  # P(u >= p) = 1 - p
         self._cache = (x.shape, self.mask)
         return x * self.mask * (1.0 / (1.0 - self.p))
 
