@@ -8,7 +8,8 @@ must give what they give on NumPy: a change that calls ``numpy.asarray`` on a
 device array, writes a host array into a device buffer, or uses a NumPy-only
 function fails this file instead of the first GPU run.
 
-tests/test_cupy.py covers every layer (forward, backward, gradient check);
+tests/test_cupy.py covers every layer (forward, backward, gradient check), with the
+few it does not list run here;
 tests/test_cupy_strict_mpi.py the data-parallel path under mpiexec;
 tests/test_cupy_strict_traffic.py the host<->device budget of a step.
 """
@@ -116,6 +117,82 @@ def test_created_on_the_stand_in_with_use():
     model = M.resnet20(num_classes=10)
     assert_on_device(model)
     assert isinstance(model(backend.randn((2, 3, 8, 8))), cp.ndarray)
+
+
+# -- the layers tests/test_cupy.py does not list ------------------------------------------------
+
+EXTRA_LAYERS = {  # id -> (module factory, input shapes)
+    "AvgPool2d-k3-s2-p1-ceil-exclude-pad": (lambda: L.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+                                            [(2, 3, 7, 6)]),
+    "AdaptiveAvgPool2d-3x2": (lambda: L.AdaptiveAvgPool2d((3, 2)), [(2, 3, 7, 5)]),
+    "Conv2d-dilation2": (lambda: L.Conv2d(2, 3, 3, padding=2, dilation=2), [(2, 2, 6, 5)]),
+    "MaxPool2d-dilation2-ceil": (lambda: L.MaxPool2d(3, 2, 1, dilation=2, ceil_mode=True), [(2, 2, 7, 6)]),
+}
+
+
+def _forward_backward_equal_and_gradcheck(name, cpu, inputs, device_inputs=None):
+    gpu = copy.deepcopy(cpu).to("cupy") if hasattr(cpu, "to") else copy.deepcopy(cpu)
+    device_inputs = device_inputs or [on_device(x) for x in inputs]
+    out_cpu, out_gpu = cpu(*inputs), gpu(*device_inputs)
+    assert_close(f"{name} output", out_gpu, out_cpu, 1e-12)
+    dout = np.random.default_rng(1).standard_normal(np.shape(out_cpu))
+    dx_cpu, dx_gpu = cpu.backward(dout), gpu.backward(on_device(dout))
+    assert_close(f"{name} input gradient", dx_gpu, dx_cpu, 1e-12)
+    for (key, p), (_, q) in zip(cpu.named_parameters() if hasattr(cpu, "named_parameters") else [],
+                                gpu.named_parameters() if hasattr(gpu, "named_parameters") else []):
+        assert_close(f"{name} gradient of {key}", q.grad, p.grad, 1e-12)
+    report = check_module(gpu, *device_inputs)
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("name", list(EXTRA_LAYERS))
+def test_more_layers_on_the_stand_in(name):
+    factory, shapes = EXTRA_LAYERS[name]
+    backend.manual_seed(0)
+    rng = np.random.default_rng(0)
+    _forward_backward_equal_and_gradcheck(name, factory().astype("float64"), [rng.standard_normal(s) for s in shapes])
+
+
+def test_max_unpool_with_device_indices():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 4, 6))
+    pooled, indices = L.MaxPool2d(2, 2, return_indices=True)(x)
+    pooled_gpu, indices_gpu = L.MaxPool2d(2, 2, return_indices=True)(on_device(x))
+    assert isinstance(indices_gpu, cp.ndarray)
+    np.testing.assert_array_equal(host(indices_gpu), indices)
+    _forward_backward_equal_and_gradcheck("MaxUnpool2d", L.MaxUnpool2d(2, 2), [pooled, indices],
+                                          [pooled_gpu, indices_gpu])
+
+
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1, "reduction": "sum"}, {"ignore_index": 2},
+                                     {"weight": np.array([0.5, 1.0, 2.0, 1.5, 0.7]), "reduction": "none"}],
+                         ids=["mean", "smoothing-sum", "ignore-index", "weights-none"])
+def test_cross_entropy_loss_on_the_stand_in(options):
+    rng = np.random.default_rng(0)
+    logits, labels = rng.standard_normal((6, 5)), rng.integers(0, 5, 6)
+    cpu, gpu = L.CrossEntropyLoss(**options), L.CrossEntropyLoss(**options)
+    loss_cpu, loss_gpu = cpu(logits, labels), gpu(on_device(logits), on_device(labels))
+    assert_close("loss", loss_gpu, loss_cpu, 1e-12)
+    dout = rng.standard_normal(np.shape(loss_cpu)) if np.ndim(loss_cpu) else 0.7
+    assert_close("dlogits", gpu.backward(on_device(dout) if np.ndim(dout) else dout), cpu.backward(dout), 1e-12)
+    if np.ndim(loss_cpu) == 0:
+        report = check_module(gpu, on_device(logits), on_device(labels))
+        assert report.ok, str(report)
+
+
+def test_every_layer_runs_on_the_stand_in_somewhere():
+    """A new layer in resnet_np.layers fails this until a test runs it on the stand-in (here or test_cupy.py)."""
+    import inspect
+
+    import test_cupy
+    covered = {L.MaxUnpool2d, L.CrossEntropyLoss, L.SoftmaxCrossEntropy}
+    for factory, _ in EXTRA_LAYERS.values():
+        covered.add(type(factory()))
+    rng = np.random.default_rng(0)
+    for builder, _ in test_cupy.CASES.values():
+        covered.update(type(m) for m in builder(rng).modules())
+    exported = {c for c in vars(L).values() if inspect.isclass(c) and hasattr(c, "backward")}
+    assert exported <= covered, sorted(c.__name__ for c in exported - covered)
 
 
 # -- optimizers and schedules ----------------------------------------------------------------
