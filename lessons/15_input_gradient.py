@@ -34,7 +34,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from resnet_np import backend  # noqa: E402
+from resnet_np.backend import to_device, to_numpy  # noqa: E402
 from resnet_np.data import load_dataset  # noqa: E402
 from resnet_np.layers import SoftmaxCrossEntropy  # noqa: E402
 from resnet_np.models import pretrained, resnet20, weights  # noqa: E402
@@ -45,7 +45,6 @@ parser.add_argument("--out", default="out/lessons/15_input_gradient", help="fold
 args, _ = parser.parse_known_args()  # known args only: a notebook kernel passes its own
 out_dir = pathlib.Path(args.out)
 out_dir.mkdir(parents=True, exist_ok=True)
-backend.use("numpy")
 start_time = time.perf_counter()
 
 # %% [markdown]
@@ -55,12 +54,17 @@ start_time = time.perf_counter()
 # $x = (\text{pixel}/255 - \mu_c)/\sigma_c$, with the training set's
 # $\mu$ and $\sigma$ (stored beside the weights). The network works on $x$;
 # a change of the *pixels* by $\delta$ changes $x$ by $\delta/\sigma_c$.
+#
+# The network lives on the backend's device (NumPy, or CuPy with
+# `RESNET_NP_BACKEND=cupy`); the pixels stay on the host, for plotting.
+# `to_device` sends what the network reads, `to_numpy` brings back what
+# NumPy and matplotlib read: CuPy's arrays never convert by themselves.
 
 # %%
 _, meta = weights.read_state_dict(pretrained.path_of("resnet20", "cifar10"))
 info = meta["pretrained"]
-mean = np.array(info["mean"], dtype=np.float32).reshape(1, 3, 1, 1)
-std = np.array(info["std"], dtype=np.float32).reshape(1, 3, 1, 1)
+mean = to_device(np.array(info["mean"], dtype=np.float32).reshape(1, 3, 1, 1))
+std = to_device(np.array(info["std"], dtype=np.float32).reshape(1, 3, 1, 1))
 model = resnet20(weights="cifar10")
 model.eval()  # batch norm with its running statistics: one image's gradient does not depend on the others
 
@@ -69,15 +73,18 @@ count = 300 if args.quick else 2000
 pick = np.random.default_rng(0).permutation(len(test))[:count]
 pixels = test.images[pick].astype(np.float32) / 255.0   # (N, 3, 32, 32) in [0, 1]
 labels = test.labels[pick]
+y_device = to_device(labels)
 classes = test.classes
 
 
 def normalise(p):
-    return (p - mean) / std
+    """Pixels in [0, 1] (host or device) -> the network's input, on the device."""
+    return (to_device(p) - mean) / std
 
 
 def predict(p, batch=250):
-    return np.concatenate([model(normalise(p[i:i + batch])).argmax(axis=1) for i in range(0, len(p), batch)])
+    """The predicted classes, on the host."""
+    return np.concatenate([to_numpy(model(normalise(p[i:i + batch])).argmax(axis=1)) for i in range(0, len(p), batch)])
 
 
 clean_accuracy = float((predict(pixels) == labels).mean())
@@ -116,18 +123,18 @@ def forward_backward(x, y):
 # %%
 model.astype("float64")
 x64 = normalise(pixels[:1]).astype(np.float64)
-_, _, _, _, dx64 = forward_backward(x64, labels[:1])
+_, _, _, _, dx64 = forward_backward(x64, y_device[:1])
 rng = np.random.default_rng(1)
 worst = 0.0
 for _ in range(5):
     c, i, j = rng.integers(0, 3), rng.integers(0, 32), rng.integers(0, 32)
-    h, saved = 1e-5, x64[0, c, i, j]
+    h, saved = 1e-5, float(x64[0, c, i, j])  # a number: on CuPy, x64[0, c, i, j] is a view that the next line changes
     x64[0, c, i, j] = saved + h
-    plus = SoftmaxCrossEntropy()(model(x64), labels[:1])
+    plus = SoftmaxCrossEntropy()(model(x64), y_device[:1])
     x64[0, c, i, j] = saved - h
-    minus = SoftmaxCrossEntropy()(model(x64), labels[:1])
+    minus = SoftmaxCrossEntropy()(model(x64), y_device[:1])
     x64[0, c, i, j] = saved
-    numeric, analytic = (plus - minus) / (2 * h), dx64[0, c, i, j]
+    numeric, analytic = (plus - minus) / (2 * h), float(dx64[0, c, i, j])
     error = abs(numeric - analytic) / max(1e-8, abs(numeric) + abs(analytic))
     worst = max(worst, error)
     print(f"pixel (c={c}, {i:2d}, {j:2d}): backward {analytic:+.6e}, finite differences {numeric:+.6e}, "
@@ -148,8 +155,8 @@ model.astype("float32")
 # %%
 show = 8
 x = normalise(pixels[:show])
-loss, logits, A, dA, dx = forward_backward(x, labels[:show])
-saliency = np.abs(dx).max(axis=1)  # (show, 32, 32)
+loss, logits, A, dA, dx = forward_backward(x, y_device[:show])
+saliency = to_numpy(np.abs(dx).max(axis=1))  # (show, 32, 32), on the host for matplotlib
 saliency /= saliency.reshape(show, -1).max(axis=1).reshape(show, 1, 1)
 
 # %% [markdown]
@@ -169,17 +176,17 @@ saliency /= saliency.reshape(show, -1).max(axis=1).reshape(show, 1, 1)
 # The backward pass must agree, and it does:
 
 # %%
-onehot = np.eye(len(classes), dtype=np.float32)[labels[:show]]
+onehot = to_device(np.eye(len(classes), dtype=np.float32)[labels[:show]])
 model(x)
 d_score_A = model.avgpool.backward(model.flatten.backward(model.fc.backward(onehot)))
 alpha = d_score_A.mean(axis=(2, 3))                               # (show, 64)
-assert np.allclose(alpha, model.fc.weight.data[labels[:show]] / 64, rtol=1e-5, atol=1e-9)
+assert np.allclose(alpha, model.fc.weight.data[y_device[:show]] / 64, rtol=1e-5, atol=1e-9)
 cam = np.maximum((alpha[:, :, None, None] * A).sum(axis=1), 0)    # (show, 8, 8)
 cam = cam / np.maximum(cam.reshape(show, -1).max(axis=1), 1e-12).reshape(show, 1, 1)
-cam_up = cam.repeat(4, axis=1).repeat(4, axis=2)                  # 8x8 -> 32x32, each cell a 4x4 patch
+cam_up = to_numpy(cam.repeat(4, axis=1).repeat(4, axis=2))        # 8x8 -> 32x32, each cell a 4x4 patch
 
 fig, axes = plt.subplots(3, show, figsize=(1.6 * show, 5.2))
-predicted = logits.argmax(axis=1)
+predicted = to_numpy(logits.argmax(axis=1))
 for k in range(show):
     image = pixels[k].transpose(1, 2, 0)
     axes[0, k].imshow(image)
@@ -215,7 +222,7 @@ plt.show()
 # %%
 signs = np.empty_like(pixels)
 for i in range(0, len(pixels), 250):
-    signs[i:i + 250] = np.sign(forward_backward(normalise(pixels[i:i + 250]), labels[i:i + 250])[4])
+    signs[i:i + 250] = to_numpy(np.sign(forward_backward(normalise(pixels[i:i + 250]), y_device[i:i + 250])[4]))
 random_signs = np.random.default_rng(2).choice(np.array([-1.0, 1.0], dtype=np.float32), size=pixels.shape)
 epsilons = [0, 0.5, 1, 2, 4, 8]  # in units of 1/255, one grey level
 adversarial, noisy = [], []
