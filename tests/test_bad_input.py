@@ -62,7 +62,7 @@ def _numpy_backend():
         (lambda: Conv2d(3, 4, 3), (1, 1, 3, 8, 8), "Conv2d", "4-D", "got 5-D shape (1, 1, 3, 8, 8)"),
         (lambda: BatchNorm2d(3), (2, 3, 8), "BatchNorm2d", "4-D", "got 3-D shape (2, 3, 8)"),
         (lambda: BatchNorm2d(3), (2, 3), "BatchNorm2d", "4-D", "got 2-D shape (2, 3)"),
-        (lambda: MaxPool2d(2), (3, 8, 8), "MaxPool2d", "4-D", "got 3-D shape (3, 8, 8)"),
+        (lambda: MaxPool2d(2), (8, 8), "MaxPool2d", "4-D", "got 2-D shape (8, 8)"),  # (C, H, W) is unbatched
         (lambda: GlobalAvgPool2d(), (2, 3), "GlobalAvgPool2d", "4-D", "got 2-D shape (2, 3)"),
         (lambda: Linear(12, 5), (2, 3, 2, 2), "Linear", "2-D", "got 4-D shape (2, 3, 2, 2)"),
         (lambda: Linear(12, 5), (12,), "Linear", "2-D", "got 1-D shape (12,)"),

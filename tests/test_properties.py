@@ -175,15 +175,18 @@ def test_maxpool_any_input(data, kernel, stride, padding, dtype):
     pool = L.MaxPool2d(kernel, stride=stride, padding=(ph, pw))
     shape = data.draw(images(2))
     x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
-    bad_input = len(shape) != 4 or dtype == np.int64 or kh > shape[2] + 2 * ph or kw > shape[3] + 2 * pw
+    bad_input = len(shape) not in (3, 4) or dtype == np.int64 or kh > shape[-2] + 2 * ph or kw > shape[-1] + 2 * pw
     out = []
     message = refused(lambda: out.append(pool(x)), "MaxPool2d(")
     assert (message is not None) == bad_input, message
     if bad_input:
         return
-    n, c, h, w = shape
-    assert out[0].shape == (n, c, expected_size(h, kh, sh, ph), expected_size(w, kw, sw, pw))
-    np.testing.assert_array_equal(out[0], L.maxpool2d_naive(x, kernel, stride=stride, padding=(ph, pw)))
+    n, c, h, w = shape if len(shape) == 4 else (1,) + shape     # (C, H, W) is an unbatched image, as in PyTorch
+    batched = out[0].reshape((n,) + out[0].shape[-3:])
+    assert batched.shape == (n, c, expected_size(h, kh, sh, ph), expected_size(w, kw, sw, pw))
+    assert out[0].ndim == len(shape)
+    np.testing.assert_array_equal(batched, L.maxpool2d_naive(x.reshape(n, c, h, w), kernel, stride=stride,
+                                                             padding=(ph, pw)))
     assert pool.backward(np.ones_like(out[0])).shape == x.shape
 
 

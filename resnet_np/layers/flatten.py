@@ -1,4 +1,4 @@
-"""Flatten every axis but the batch axis (a reshape and its inverse; in the head of lesson 07's ResNet)."""
+"""Flatten a run of axes into one, as ``nn.Flatten`` (a reshape and its inverse; in the head of lesson 07's ResNet)."""
 
 import math
 
@@ -7,19 +7,46 @@ from ..module import Module
 
 
 class Flatten(Module):
-    """(N, d1, d2, ...) -> (N, d1*d2*...); backward reshapes the gradient back."""
+    """Axes start_dim..end_dim become one; backward reshapes the gradient back.
 
-    def __init__(self):
+        out = x.reshape(shape[:start_dim] + (prod(shape[start_dim:end_dim + 1]),) + shape[end_dim + 1:])
+        dx  = dout.reshape(x.shape)
+
+    The defaults (start_dim=1, end_dim=-1) keep the batch axis:
+    (N, d1, d2, ...) -> (N, d1*d2*...). Negative dims count from the end,
+    as in PyTorch; a 0-D input counts as one of shape (1,).
+    """
+
+    def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
+        for name, value in (("start_dim", start_dim), ("end_dim", end_dim)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"Flatten: {name} must be an int, got {value!r}")
+        self.start_dim, self.end_dim = start_dim, end_dim
         self._cache = None  # (input shape, output shape)
+
+    def dims(self, shape):
+        """(start, end) as axes of ``shape``, checked as PyTorch checks them."""
+        ndim = max(len(shape), 1)
+        dims = []
+        for name, d in (("start_dim", self.start_dim), ("end_dim", self.end_dim)):
+            if not -ndim <= d < ndim:
+                raise ValueError(f"{layer_name(self)}: Dimension out of range (expected to be in range of "
+                                 f"[{-ndim}, {ndim - 1}], but got {d}): {name}={d} for an input of "
+                                 f"{len(shape)} dims, got shape {tuple(shape)}")
+            dims.append(d % ndim)
+        if dims[0] > dims[1]:
+            raise ValueError(f"{layer_name(self)}: flatten() has invalid args: start_dim cannot come after end_dim "
+                             f"(axes {dims[0]} and {dims[1]} of shape {tuple(shape)})")
+        return dims
 
     def forward(self, x):
         self._cache = None
         check_array(self, x)
-        if x.ndim < 2:
-            raise ValueError(f"{layer_name(self)}: expected an input with a batch axis and at least one more, "
-                             f"got shape {tuple(x.shape)}")
-        out = x.reshape(x.shape[0], math.prod(x.shape[1:]))  # not -1: NumPy cannot infer it for an empty batch
+        start, end = self.dims(x.shape)
+        shape = tuple(x.shape) or (1,)
+        # math.prod, not -1: NumPy cannot infer a length beside an empty batch
+        out = x.reshape(shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:])
         self._cache = (x.shape, out.shape)
         return out
 
@@ -28,3 +55,6 @@ class Flatten(Module):
         x_shape, out_shape = self._cache
         check_dout(self, dout, out_shape)
         return dout.reshape(x_shape)
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

@@ -1,5 +1,7 @@
 """Max and global average pooling (ResNet's stem and head, lesson 07; exercise 10 derives max pooling's backward).
 
+The windows' geometry (output size, ceil mode, padding) is in ``pool_windows.py``.
+
 ``resnet_np/fast/pooling.py`` holds the twins of ``maxpool2d_with_argmax``
 and ``maxpool2d_backward``; ``MaxPool2d`` takes one or the other as
 ``resnet_np.use_fast`` says.
@@ -7,10 +9,20 @@ and ``maxpool2d_backward``; ``MaxPool2d`` takes one or the other as
 
 from .. import fast
 from ..backend import get_array_module
-from ..checks import check_dout, check_float_input, check_forward_done, check_not_empty_image, layer_name, pair
+from ..checks import check_dout, check_float_input, check_forward_done, check_not_empty_image, pair
 from ..fast import pooling as fast_pooling
 from ..module import Module
 from .im2col import conv_output_size, pad2d
+from .pool_windows import (
+    batched,
+    batched_grad,
+    check_half_kernel_padding,
+    pad_windows,
+    padded_size,
+    pool_output_shape,
+    pool_output_size,
+    window_stack,
+)
 
 
 def maxpool2d_naive(x, kernel_size, stride=None, padding=0):
@@ -32,47 +44,61 @@ def maxpool2d_naive(x, kernel_size, stride=None, padding=0):
     return out
 
 
-def window_stack(x_pad, kernel_size, stride, out_size):
-    """(N, C, KH*KW, OH, OW): entry k = i*KW + j holds, for every window, its pixel under offset (i, j)."""
-    xp = get_array_module(x_pad)
-    (KH, KW), (SH, SW), (OH, OW) = kernel_size, stride, out_size
-    return xp.stack([x_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW] for i in range(KH) for j in range(KW)], axis=2)
-
-
-def maxpool2d_with_argmax(x, kernel_size, stride, padding):
+def maxpool2d_with_argmax(x, kernel_size, stride, padding, dilation=(1, 1), ceil_mode=False):
     """out = the max of each window, and argmax = the offset k = i*KW + j of its winner. Returns (out, argmax).
 
-    Padding counts as -infinity. Ties go to the first offset in row-major
-    order, as in PyTorch; a window whose pixels are all -inf (a tie with its
-    padding) is won by its first real pixel, so its gradient reaches one.
+    Padding, and the overhang of ``ceil_mode``, count as -infinity. Ties go
+    to the first offset in row-major order, as in PyTorch; a window whose
+    pixels are all -inf (a tie with its padding) is won by its first real
+    pixel, so its gradient reaches one.
     """
     xp = get_array_module(x)
     N, C, H, W = x.shape
-    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
-    out_size = (conv_output_size(H, KH, SH, PH), conv_output_size(W, KW, SW, PW))
-    windows = window_stack(pad2d(x, PH, PW, value=-xp.inf), kernel_size, stride, out_size)
+    out_size = (pool_output_size(H, kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode),
+                pool_output_size(W, kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode))
+    geometry = (kernel_size, stride, padding, dilation, out_size)
+    windows = window_stack(pad_windows(x, *geometry, value=-xp.inf), kernel_size, stride, out_size, dilation)
     argmax = windows.argmax(axis=2)                                         # (N, C, OH, OW)
     out = windows.max(axis=2)
-    real = window_stack(pad2d(xp.ones((1, 1, H, W)), PH, PW), kernel_size, stride, out_size)
+    real = window_stack(pad_windows(xp.ones((1, 1, H, W)), *geometry, value=0.0), kernel_size, stride, out_size,
+                        dilation)
     argmax = xp.where(out == -xp.inf, real.argmax(axis=2), argmax)
     return out, argmax
 
 
-def maxpool2d_backward(dout, argmax, x_shape, kernel_size, stride, padding):
+def maxpool2d_backward(dout, argmax, x_shape, kernel_size, stride, padding, dilation=(1, 1)):
     """dx: each window's dout goes to its winner; an input that won several windows collects their sum.
 
-        dx_pad[n, c, oh*SH + i, ow*SW + j] += dout[n, c, oh, ow]      (for the offset (i, j) that won the window)
+        dx_pad[n, c, oh*SH + i*DH, ow*SW + j*DW] += dout[n, c, oh, ow]      (for the offset (i, j) that won)
     """
     xp = get_array_module(dout)
     N, C, H, W = x_shape
-    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
+    (KH, KW), (SH, SW), (PH, PW), (DH, DW) = kernel_size, stride, padding, dilation
     OH, OW = argmax.shape[2:]
-    dx_pad = xp.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=dout.dtype)
+    dx_pad = xp.zeros((N, C, padded_size(H, KH, SH, PH, DH, OH), padded_size(W, KW, SW, PW, DW, OW)),
+                      dtype=dout.dtype)
     for i in range(KH):
         for j in range(KW):
             won = argmax == i * KW + j                  # the windows offset (i, j) won: distinct pixels
-            dx_pad[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW] += xp.where(won, dout, 0)
+            dx_pad[:, :, i * DH:i * DH + SH * OH:SH, j * DW:j * DW + SW * OW:SW] += xp.where(won, dout, 0)
     return dx_pad[:, :, PH:PH + H, PW:PW + W]
+
+
+def argmax_to_indices(argmax, x_shape, kernel_size, stride, padding, dilation=(1, 1)):
+    """PyTorch's ``return_indices``: the winner's flat position h * W + w in its (H, W) plane.
+
+        h     = oh * SH - PH + i * DH        (i = argmax // KW)
+        w     = ow * SW - PW + j * DW        (j = argmax % KW)
+        index = h * W + w
+    """
+    xp = get_array_module(argmax)
+    N, C, H, W = x_shape
+    KW, (SH, SW), (PH, PW), (DH, DW) = kernel_size[1], stride, padding, dilation
+    OH, OW = argmax.shape[2:]
+    k = argmax.astype(xp.int64)
+    h = (xp.arange(OH) * SH - PH).reshape(-1, 1) + (k // KW) * DH
+    w = xp.arange(OW) * SW - PW + (k % KW) * DW
+    return h * W + w
 
 
 class MaxPool2d(Module):
@@ -88,45 +114,59 @@ class MaxPool2d(Module):
     PyTorch. The forward pass records which kernel offset won each window
     (``maxpool2d_with_argmax``); the backward pass sends each gradient to
     its winner through that record (``maxpool2d_backward``).
+
+    PyTorch's options: ``dilation`` spreads the window's taps DH rows apart;
+    ``ceil_mode`` keeps a last, partial window (its overhang is -inf, see
+    ``pool_windows.py``); ``return_indices`` makes the forward pass return
+    (out, indices), each winner's flat position h * W + w in its plane, as
+    ``MaxUnpool2d`` takes them. An unbatched (C, H, W) input gives (C, OH, OW).
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
         super().__init__()
         self.kernel_size = pair(kernel_size, "kernel_size", "MaxPool2d", 1)
         self.stride = pair(stride if stride is not None else kernel_size, "stride", "MaxPool2d", 1)
         self.padding = pair(padding, "padding", "MaxPool2d", 0)
-        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
-            raise ValueError(f"MaxPool2d: padding must be at most half the kernel size, "
-                             f"got padding {self.padding} for kernel {self.kernel_size}")
+        self.dilation = pair(dilation, "dilation", "MaxPool2d", 1)
+        self.return_indices, self.ceil_mode = bool(return_indices), bool(ceil_mode)
+        check_half_kernel_padding("MaxPool2d", self.padding, self.kernel_size, self.dilation)
         self._cache = None
+        self._unbatched = False
 
     def forward(self, x):
         self._cache = None
-        check_float_input(self, x, 4, "(N, C, H, W)")
-        check_not_empty_image(self, x)
-        N, C, H, W = x.shape
-        (KH, KW), (PH, PW) = self.kernel_size, self.padding
-        if KH > H + 2 * PH or KW > W + 2 * PW:
-            raise ValueError(f"{layer_name(self)}: kernel {KH}x{KW} is larger than the padded input "
-                             f"{H + 2 * PH}x{W + 2 * PW} (input {H}x{W}, padding {PH},{PW})")
-        args = (x, self.kernel_size, self.stride, self.padding)
+        x, self._unbatched = batched(self, x)
+        geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
+        pool_output_shape(self, x.shape, *geometry, self.ceil_mode)
+        args = (x, *geometry, self.ceil_mode)
         out, argmax = fast_pooling.maxpool2d_with_argmax(*args) if fast.fast_enabled() else maxpool2d_with_argmax(*args)
         self._cache = (x.shape, argmax)
-        return out
+        if self._unbatched:
+            out = out[0]
+        if not self.return_indices:
+            return out
+        indices = argmax_to_indices(argmax, x.shape, *geometry)
+        return out, indices[0] if self._unbatched else indices
 
     def backward(self, dout):
         check_forward_done(self, self._cache)
         x_shape, argmax = self._cache
-        check_dout(self, dout, argmax.shape)
-        args = (dout, argmax, x_shape, self.kernel_size, self.stride, self.padding)
-        return fast_pooling.maxpool2d_backward(*args) if fast.fast_enabled() else maxpool2d_backward(*args)
+        dout = batched_grad(self, dout, argmax.shape, self._unbatched)
+        args = (dout, argmax, x_shape, self.kernel_size, self.stride, self.padding, self.dilation)
+        dx = fast_pooling.maxpool2d_backward(*args) if fast.fast_enabled() else maxpool2d_backward(*args)
+        return dx[0] if self._unbatched else dx
 
     def kink_pattern(self):
         """Which element won each window (used by gradcheck to spot ties crossed)."""
         return None if self._cache is None else self._cache[1]
 
     def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        text = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.ceil_mode:
+            text += ", ceil_mode=True"
+        return text + (", return_indices=True" if self.return_indices else "")
 
 
 class GlobalAvgPool2d(Module):
