@@ -228,6 +228,18 @@ def test_pytorch_refuses_what_we_refuse():
 
 # -- on the CuPy stand-in: the training loop's one read per step -------------------------------------------------
 
+def test_cross_entropy_loss_runs_on_the_device_as_on_the_host(strict_cupy):
+    """Device logits and targets, host weights (moved on the first call): the host's numbers, left on the device."""
+    for target, options in [(LABELS, dict(weight=WEIGHT, ignore_index=1, label_smoothing=0.2)),
+                            (PROBS, dict(weight=WEIGHT, reduction="none", label_smoothing=0.2))]:
+        dout = upstream(options.get("reduction", "mean"), (N,), 1)
+        want = ours(logits(), target, dout, **options)
+        got = ours(*(backend.to_device(a, "cupy") for a in (logits(), target, dout)), **options)
+        assert all(backend.is_cupy_array(a) for a in got), options
+        for a, b in zip(got, want):
+            assert rel_error(backend.to_numpy(a), b) < TOL, options
+
+
 def test_label_smoothing_keeps_one_synchronisation_per_training_step():
     from resnet_np import models as M
     from resnet_np.data import DataLoader, Dataset
