@@ -7,6 +7,8 @@ every offset's slice through a mask; here, windows RH rows (RW columns)
 apart never overlap (RH*SH >= KH), so within one such class every winner is
 a different pixel and one indexed ``+=`` sends each gradient straight to
 its pixel. Each thread takes a share of the images (``threads.py``).
+Dilation moves each offset's slice (taps DH rows apart); ceil mode pads
+for the last window's overhang (``layers/pool_windows.py``).
 """
 
 from ..backend import get_array_module

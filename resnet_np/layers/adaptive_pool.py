@@ -22,6 +22,8 @@ def adaptive_windows(size, out):
     """[(start_i, end_i)] of the ``out`` windows along an axis of length ``size``, as PyTorch places them.
 
         start_i = floor(i * size / out)      end_i = ceil((i + 1) * size / out)
+
+    Window i covers positions start_i to end_i - 1.
     """
     return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
 
@@ -38,6 +40,8 @@ def adaptive_avg_pool2d(x, output_size):
     """(N, C, H, W) -> (N, C, OH, OW), each output the mean of its window; returns (out, P_H, P_W).
 
         out = P_H @ x @ P_W.T           (N, C, OH, OW)
+
+    P_H averages the rows of each map, P_W.T its columns (``pooling_matrix``).
     """
     xp = get_array_module(x)
     N, C, H, W = x.shape
@@ -50,6 +54,8 @@ def adaptive_avg_pool2d_backward(dout, P_H, P_W):
     """dx: each output's gradient shared out evenly over its window; overlapping windows add up.
 
         dx = P_H.T @ dout @ P_W         (N, C, H, W)
+
+    The forward pass is linear in x: its backward multiplies by the transposed matrices.
     """
     return P_H.T @ dout @ P_W
 

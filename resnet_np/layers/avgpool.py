@@ -24,9 +24,11 @@ def window_extent(size, kernel, stride, padding, out, count_include_pad):
     """Along one axis, how many rows (or columns) of each window count, as PyTorch counts them.
 
         start = o * stride - padding
-        end   = min(start + kernel, size + padding)      (the padding counts, ceil mode's overhang does not)
-        count = end - start                              (count_include_pad=True)
-        count = min(end, size) - max(start, 0)           (count_include_pad=False: the input's pixels only)
+        end   = min(start + kernel, size + padding)      (the overhang of ceil mode never counts)
+        count = end - start                              (padding included)
+        count = min(end, size) - max(start, 0)           (the input pixels only)
+
+    ``count_include_pad`` picks the third line or the fourth.
     """
     starts = [o * stride - padding for o in range(out)]
     ends = [min(start + kernel, size + padding) for start in starts]
@@ -38,8 +40,9 @@ def window_extent(size, kernel, stride, padding, out, count_include_pad):
 def avgpool2d_divisor(x_shape, kernel_size, stride, padding, out_size, count_include_pad, divisor_override, xp):
     """(OH, OW): what each window's sum is divided by; the window's rows times its columns, or the override.
 
-        divisor[oh, ow] = count_h[oh] * count_w[ow]      (divisor_override=None)
-        divisor[oh, ow] = divisor_override               (otherwise)
+        divisor[oh, ow] = count_h[oh] * count_w[ow]      (or the override, for every window)
+
+    ``count_h`` and ``count_w`` come from ``window_extent``, along each axis.
     """
     N, C, H, W = x_shape
     (KH, KW), (SH, SW), (PH, PW), (OH, OW) = kernel_size, stride, padding, out_size
@@ -53,7 +56,9 @@ def avgpool2d_divisor(x_shape, kernel_size, stride, padding, out_size, count_inc
 def avgpool2d(x, kernel_size, stride, padding, out_size, divisor):
     """out[n, c, oh, ow] = sum of the window under (oh, ow) / divisor[oh, ow]; padding adds zeros.
 
-        out = sum_{i,j} x_pad[n, c, oh*SH + i, ow*SW + j] / divisor[oh, ow]
+        out[n, c, oh, ow] = sum_{i,j} x_pad[n, c, oh*SH + i, ow*SW + j] / divisor[oh, ow]
+
+    ``x_pad`` is x with zeros around it (and below and right of it, the overhang of ceil mode).
     """
     windows = window_stack(pad_windows(x, kernel_size, stride, padding, (1, 1), out_size, 0.0), kernel_size, stride,
                            out_size)
@@ -63,7 +68,10 @@ def avgpool2d(x, kernel_size, stride, padding, out_size, divisor):
 def avgpool2d_backward(dout, x_shape, kernel_size, stride, padding, divisor):
     """dx: every pixel of a window receives its share of that window's dout; overlapping windows add up.
 
-        dx_pad[n, c, oh*SH + i, ow*SW + j] += dout[n, c, oh, ow] / divisor[oh, ow]      (every offset i, j)
+        dx[n, c, h, w] = sum_{oh,ow} dout[n, c, oh, ow] / divisor[oh, ow]      (over the windows that hold h, w)
+
+    Offset by offset: every window adds its share at rows oh*SH + i,
+    columns ow*SW + j of the padded gradient, whose padding is cut off.
     """
     xp = get_array_module(dout)
     N, C, H, W = x_shape
@@ -81,7 +89,7 @@ class AvgPool2d(Module):
     """out[n, c, oh, ow] = the sum of the window under (oh, ow), divided by its divisor; PyTorch's options.
 
         out[n, c, oh, ow] = sum_{i,j} x_pad[n, c, oh*SH + i, ow*SW + j] / divisor[oh, ow]
-        dx_pad[n, c, oh*SH + i, ow*SW + j] += dout[n, c, oh, ow] / divisor[oh, ow]
+        dx[n, c, h, w] = sum_{oh,ow} dout[n, c, oh, ow] / divisor[oh, ow]      (over the windows that hold h, w)
 
     The padding is zeros. ``count_include_pad=True`` (the default) divides
     by the window's size, padding included; ``False`` by the number of

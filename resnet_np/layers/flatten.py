@@ -9,12 +9,13 @@ from ..module import Module
 class Flatten(Module):
     """Axes start_dim..end_dim become one; backward reshapes the gradient back.
 
-        out = x.reshape(shape[:start_dim] + (prod(shape[start_dim:end_dim + 1]),) + shape[end_dim + 1:])
-        dx  = dout.reshape(x.shape)
+        out = x.reshape(N, C * H * W)      (the defaults, on an N, C, H, W input)
+        dx  = dout.reshape(N, C, H, W)
 
-    The defaults (start_dim=1, end_dim=-1) keep the batch axis:
-    (N, d1, d2, ...) -> (N, d1*d2*...). Negative dims count from the end,
-    as in PyTorch; a 0-D input counts as one of shape (1,).
+    The axes from ``start_dim`` to ``end_dim`` (both included) become one,
+    as long as their product. The defaults (start_dim=1, end_dim=-1) keep
+    the batch axis: (N, d1, d2, ...) -> (N, d1*d2*...). Negative dims count
+    from the end, as in PyTorch; a 0-D input counts as one of shape (1,).
     """
 
     def __init__(self, start_dim=1, end_dim=-1):

@@ -4,7 +4,7 @@ Max pooling (``pooling.py``) and average pooling (``avgpool.py``) share
 PyTorch's geometry. Along one axis of length H, with kernel KH, stride SH,
 padding PH and dilation DH, window oh covers the rows
 
-    h = oh * SH - PH + i * DH          (i = 0, ..., KH - 1)
+    h = oh * SH - PH + i * DH          (for each tap i of the kernel)
 
 Its span is DH * (KH - 1) + 1 rows. ``ceil_mode`` rounds the number of
 windows up instead of down, so a last window may hang over the bottom edge
@@ -20,8 +20,8 @@ def pool_output_size(size, kernel, stride, padding, dilation=1, ceil_mode=False)
     """The number of windows along one axis, as PyTorch counts them.
 
         span = dilation * (kernel - 1) + 1
-        out  = floor((size + 2 * padding - span) / stride) + 1      (ceil_mode=False)
-        out  = ceil((size + 2 * padding - span) / stride) + 1       (ceil_mode=True)
+        out  = floor((size + 2 * padding - span) / stride) + 1      (without ceil mode)
+        out  = ceil((size + 2 * padding - span) / stride) + 1       (in ceil mode)
 
     In ceil mode the last window is dropped when it would start in the far
     padding, (out - 1) * stride >= size + padding.

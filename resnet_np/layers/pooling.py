@@ -69,7 +69,10 @@ def maxpool2d_with_argmax(x, kernel_size, stride, padding, dilation=(1, 1), ceil
 def maxpool2d_backward(dout, argmax, x_shape, kernel_size, stride, padding, dilation=(1, 1)):
     """dx: each window's dout goes to its winner; an input that won several windows collects their sum.
 
-        dx_pad[n, c, oh*SH + i*DH, ow*SW + j*DW] += dout[n, c, oh, ow]      (for the offset (i, j) that won)
+        dx[n, c, h, w] = sum_{oh,ow} dout[n, c, oh, ow]      (over the windows pixel h, w won)
+
+    Offset by offset: the windows that offset (i, j) won add their dout at
+    rows oh*SH + i*DH, columns ow*SW + j*DW of the padded gradient.
     """
     xp = get_array_module(dout)
     N, C, H, W = x_shape
@@ -87,9 +90,9 @@ def maxpool2d_backward(dout, argmax, x_shape, kernel_size, stride, padding, dila
 def argmax_to_indices(argmax, x_shape, kernel_size, stride, padding, dilation=(1, 1)):
     """PyTorch's ``return_indices``: the winner's flat position h * W + w in its (H, W) plane.
 
-        h     = oh * SH - PH + i * DH        (i = argmax // KW)
-        w     = ow * SW - PW + j * DW        (j = argmax % KW)
-        index = h * W + w
+        index = (oh * SH - PH + i * DH) * W + ow * SW - PW + j * DW      (the winner at offset i, j)
+
+    where (i, j) = divmod(argmax, KW) is the kernel offset that won window (oh, ow).
     """
     xp = get_array_module(argmax)
     N, C, H, W = x_shape
@@ -104,9 +107,11 @@ def argmax_to_indices(argmax, x_shape, kernel_size, stride, padding, dilation=(1
 class MaxPool2d(Module):
     """out[n, c, oh, ow] = max of the window of x under that output position.
 
-    The gradient of a max flows only to the element that won it:
+    The gradient of a max flows only to the element that won it (x_pad is x
+    with -inf around it):
 
-        dx[window's argmax] += dout[n, c, oh, ow]
+        out[n, c, oh, ow] = max(x_pad[n, c, oh*SH + i*DH, ow*SW + j*DW])      (over the offsets i, j)
+        dx[n, c, h, w] = sum_{oh,ow} dout[n, c, oh, ow]                          (over the windows pixel h, w won)
 
     With overlapping windows (stride < kernel, as in ResNet's 3x3/2 stem
     pool) one input can win several windows and collects the sum of their

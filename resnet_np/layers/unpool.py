@@ -32,6 +32,8 @@ def max_unpool2d_backward(dout, indices):
     """dx: each input's gradient is read back from the position it was sent to (the scatter's transpose, a gather).
 
         dx[n, c, h, w] = dout[n, c].flat[indices[n, c, h, w]]
+
+    Every input went to one position, so its gradient is that position's.
     """
     xp = get_array_module(dout)
     N, C, OH, OW = dout.shape
