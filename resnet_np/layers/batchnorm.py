@@ -170,9 +170,9 @@ class BatchNorm2d(Module):
     def _check_input(self, x):
         """A 4-D float array with num_features channels; an unbatched (C, H, W) one is refused, as PyTorch does."""
         if hasattr(x, "ndim") and hasattr(x, "shape") and x.ndim != 4:
-            raise ValueError(f"{layer_name(self)}: expected 4D input (got {x.ndim}D input): expected a 4-D input "
+            raise ValueError(f"{layer_name(self)}: expected 4D input (got {x.ndim}D input): a 4-D batch "
                              f"(N, C, H, W), got {x.ndim}-D shape {tuple(x.shape)}"
-                             + (" (an unbatched image? add the batch axis: x[None])" if x.ndim == 3 else ""))
+                             + ("; for one image, add the batch axis: x[None]" if x.ndim == 3 else ""))
         like = self.weight.data if self.affine else self.running_mean
         check_float_input(self, x, 4, "(N, C, H, W)", like=like)
         check_dim(self, x, 1, self.num_features, "channels")

@@ -203,8 +203,8 @@ class Conv2d(Module):
         self.padding, self.pads = conv_padding(padding, self.kernel_size, self.stride, self.dilation, padding_mode)
         self.padding_mode = padding_mode
         top, bottom, left, right = self.pads
-        # Zeros on both sides alike go to im2col (and the engine); anything else is padded before the convolution.
-        self.pad_first = padding_mode != "zeros" or top != bottom or left != right
+        # Zeros on both sides alike go to im2col (and the engine); any other padding is done before the convolution.
+        self.pad_first = any(self.pads) and (padding_mode != "zeros" or top != bottom or left != right)
         self.im2col_padding = (0, 0) if self.pad_first else (top, left)
         self.groups = positive_int(groups, "groups", "Conv2d")
         if in_channels % groups or out_channels % groups:
