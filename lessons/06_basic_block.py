@@ -173,7 +173,7 @@ print(f"figure: {out_dir / 'basic_block_shapes.png'}")
 # cross are avoided by redrawing the input. Small shapes keep it quick.
 
 # %%
-c, s = (3, 5) if args.quick else (4, 6)
+c, s = (2, 4) if args.quick else (4, 6)
 variants = {
     "identity": (BasicBlock(c, c), (2, c, s, s)),
     "stride 2, 1x1 projection (B)": (

@@ -73,9 +73,9 @@ old_train = finetune.select_classes(train_all, OLD, per_class=pretrain_per_class
 old_test = finetune.select_classes(test_all, OLD)
 new_train = finetune.select_classes(train_all, NEW, per_class=10, seed=0)  # 10 labels per class
 new_test = finetune.select_classes(test_all, NEW)
-if args.quick:  # the first 500 test images of each task
-    old_test = old_test.subset(range(min(500, len(old_test))))
-    new_test = new_test.subset(range(min(500, len(new_test))))
+if args.quick:  # the first 300 test images of each task
+    old_test = old_test.subset(range(min(300, len(old_test))))
+    new_test = new_test.subset(range(min(300, len(new_test))))
 print(f"old task: {len(old_train)} training images of digits 0-4; new task: {len(new_train)} labelled images "
       f"of digits 5-9, tested on {len(new_test)}")
 assert np.bincount(new_train.labels).tolist() == [10] * 5
@@ -200,7 +200,7 @@ assert drift_kept == 0 and drift_free > 0
 # last trainable layer: for the probe, right after ``fc``.
 
 # %%
-steps = 40 if args.quick else 100
+steps = 30 if args.quick else 100
 test_loader = DataLoader(new_test, batch_size=500, shuffle=False)
 results, curves = {}, {}
 for method in ("scratch", "linear probe", "fine-tune"):

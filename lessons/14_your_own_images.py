@@ -207,7 +207,7 @@ test_loader = DataLoader(test_set, batch_size=500, shuffle=False)
 
 # %%
 seeds = [0] if args.quick else [0, 1, 2]
-steps = {10: 6 if args.quick else 60, 100: 12 if args.quick else 150}  # quick: that each path runs, no verdict
+steps = {10: 4 if args.quick else 60, 100: 6 if args.quick else 150}  # quick: that each path runs, no verdict
 shipped = resnet20(weights="cifar10")  # md5-checked on load; only its backbone is used below
 METHODS = ("scratch", "linear probe", "fine-tune", "fine-tune, shipped")
 

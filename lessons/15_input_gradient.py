@@ -69,7 +69,7 @@ model = resnet20(weights="cifar10")
 model.eval()  # batch norm with its running statistics: one image's gradient does not depend on the others
 
 test = load_dataset("cifar10", train=False, download=not args.quick)
-count = 300 if args.quick else 2000
+count = 200 if args.quick else 2000
 pick = np.random.default_rng(0).permutation(len(test))[:count]
 pixels = test.images[pick].astype(np.float32) / 255.0   # (N, 3, 32, 32) in [0, 1]
 labels = test.labels[pick]
