@@ -409,7 +409,7 @@ PLANTED = {
         fast.batchnorm, "normalize", "xp.subtract(x[n0:n1], mean_map", "xp.add(x[n0:n1], mean_map",
         lambda: assert_paths_equal(run_both(make_bn(3), randn(8, 3, 5, 5), False)), [fast.batchnorm]),
     "ReLU: mask x >= 0": (
-        fast.relu, "relu", "xp.greater(", "xp.greater_equal(",
+        fast.relu, "relu_into", "xp.greater(", "xp.greater_equal(",
         lambda: assert_paths_equal(run_both(L.ReLU, relu_input((4, 3, 5, 5)))), [fast.relu]),
     "max pool: ties go to the last offset": (
         fast.pooling, "maxpool2d_with_argmax", "xp.greater(window, best, out=better)",

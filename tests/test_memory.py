@@ -154,3 +154,45 @@ def test_fit_runs_tuned_and_restores():
     out = subprocess.run([sys.executable, "-c", FIT_PROBE], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "ok [2" in out.stdout, out.stdout
+
+
+STEP_PROBE = """
+import sys, tracemalloc
+import numpy as np
+import resnet_np
+from resnet_np import layers as L
+from resnet_np.models import resnet20
+from resnet_np.optim import SGD
+batch = int(sys.argv[1])
+resnet_np.backend.manual_seed(0)
+rng = np.random.default_rng(0)
+model = resnet20(shortcut="B")
+model.need_input_grad = False
+opt = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+loss_fn = L.SoftmaxCrossEntropy()
+x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+y = rng.integers(0, 10, batch)
+with resnet_np.fast.tuned():
+    tracemalloc.start()              # NumPy reports its array buffers to tracemalloc
+    loss_fn(model(x), y)
+    opt.zero_grad()
+    model.backward(loss_fn.backward())
+    opt.step()
+    print(tracemalloc.get_traced_memory()[1])
+"""
+
+
+def test_resnet20_training_step_peak_memory():
+    """Issue 28: the ResNet-20 (shortcut B) step at batch 128 peaks at most 250 MB of arrays (274 MB before).
+
+    What keeps it there: the blocks' ReLU masks kept as bits, ReLU and the addition written over batch norm's
+    output, backward's ReLU and batch norm written over the convolution's gradient (fast/blocks.py), and the
+    convolutions' buffers no larger than a thread's share. Measured as benchmarks/bench.py does (tracemalloc),
+    with the benchmark's two threads.
+    """
+    env = dict(os.environ, RESNET_NP_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", STEP_PROBE, "128"], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    peak = int(out.stdout.split()[-1]) / 2 ** 20
+    assert peak <= 250, f"peak memory of the step {peak:.0f} MB, more than 250 MB"

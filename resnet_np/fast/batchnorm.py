@@ -18,6 +18,7 @@ faster here:
 from ..backend import get_array_module
 from ..layers import batchnorm as plain  # for channel_sum (module, not name: layers/batchnorm.py imports this file)
 from . import threads
+from .threads import pieces
 
 
 def per_channel(v, shape):
@@ -80,9 +81,10 @@ def normalize(x, mean, var, eps, weight, bias, x_centered=None):
     bias_map = per_channel(bias, x.shape)
     out = xp.empty_like(x)
 
-    def scale_and_shift(n0, n1):
-        xp.multiply(x_centered[n0:n1], scale_map, out=out[n0:n1])
-        out[n0:n1] += bias_map
+    def scale_and_shift(n0, n1):  # piece by piece: the second pass finds the piece in cache
+        for i0, i1 in pieces(n0, n1, x[0].nbytes):
+            xp.multiply(x_centered[i0:i1], scale_map, out=out[i0:i1])
+            out[i0:i1] += bias_map
     threads.for_each_part(scale_and_shift, N, threads.min_images(x), xp)
     return out, x_centered, inv_std
 
@@ -95,20 +97,23 @@ def gradient_sums(dout, x_centered):
     return add_in_order([s for s, _ in parts]), add_in_order([s_xc for _, s_xc in parts])
 
 
-def input_grad(dout, x_centered, inv_std, weight, sum_dout, sum_dout_xc, M, trained):
-    """dx, as ``layers.batchnorm.input_grad``."""
+def input_grad(dout, x_centered, inv_std, weight, sum_dout, sum_dout_xc, M, trained, out=None):
+    """dx, as ``layers.batchnorm.input_grad``; ``out``, if given, receives dx (it may be ``dout`` itself)."""
     xp = get_array_module(dout)
     scale_map = per_channel(weight * inv_std, dout.shape)         # gamma / sqrt(var + eps)
-    dx = xp.empty_like(dout)
+    dx = xp.empty_like(dout) if out is None else out
     if trained:
         # dx = scale * (dout - sum(dout)/M - x_hat * sum(dout * x_hat)/M), with x_hat = x_centered * inv_std
         mean_map = per_channel(sum_dout / M, dout.shape)
         slope_map = per_channel(inv_std * (sum_dout_xc * inv_std) / M, dout.shape)
 
-        def chain_rule(n0, n1):
-            d = xp.subtract(dout[n0:n1], mean_map, out=dx[n0:n1])
-            d -= xp.multiply(x_centered[n0:n1], slope_map)
-            d *= scale_map
+        def chain_rule(n0, n1):  # piece by piece, with one small buffer: the piece stays in cache
+            step = pieces(n0, n1, dout[0].nbytes)
+            buffer = xp.empty((step[0][1] - step[0][0],) + dout.shape[1:], dtype=dout.dtype) if step else None
+            for i0, i1 in step:
+                d = xp.subtract(dout[i0:i1], mean_map, out=dx[i0:i1])
+                d -= xp.multiply(x_centered[i0:i1], slope_map, out=buffer[:i1 - i0])
+                d *= scale_map
     else:
         def chain_rule(n0, n1):
             xp.multiply(dout[n0:n1], scale_map, out=dx[n0:n1])

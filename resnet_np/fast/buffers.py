@@ -20,11 +20,15 @@ CPU_CHUNK_BYTES = 2 ** 21
 MIN_CHUNK_COLUMNS = 512
 
 
-def images_per_chunk(xp, N, rows, positions, itemsize):
-    """How many images' cols (``rows`` x ``positions`` each) fit in the chunk budget (the whole batch on a GPU)."""
+def images_per_chunk(xp, N, rows, positions, itemsize, image_bytes=0):
+    """How many images' cols (``rows`` x ``positions`` each) fit in the chunk budget (the whole batch on a GPU).
+
+    ``image_bytes``: the size of one image in the chunk's other buffers (its padded input), which must fit too:
+    for a 1x1 convolution with stride 2, four times its cols.
+    """
     if xp.__name__ != "numpy":
         return N
-    by_bytes = CPU_CHUNK_BYTES // (rows * positions * itemsize)
+    by_bytes = CPU_CHUNK_BYTES // max(rows * positions * itemsize, image_bytes)
     by_columns = -(-MIN_CHUNK_COLUMNS // positions)  # ceil
     return max(1, min(N, max(by_bytes, by_columns)))
 

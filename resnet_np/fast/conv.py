@@ -46,14 +46,16 @@ def conv2d_im2col(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
     OH = conv_output_size(H, DH * (KH - 1) + 1, SH, PH)
     OW = conv_output_size(W, DW * (KW - 1) + 1, SW, PW)
     GW = conv_grid_width(W, KW, stride, PW, DW)     # columns per output row in cols (see flat_im2col.py)
-    B = images_per_chunk(xp, N, C * KH * KW, OH * GW, x.dtype.itemsize)
+    image_bytes = padded_image_bytes(x.shape, padding, x.dtype.itemsize)
+    B = images_per_chunk(xp, N, C * KH * KW, OH * GW, x.dtype.itemsize, image_bytes)
 
     out = xp.empty((N, F, OH, OW), dtype=x.dtype)
 
-    def images(n_start, n_stop):  # one thread's share of the batch, with buffers of its own
-        x_buf, x_in = input_buffer(xp, C, B, H, W, kernel_size, stride, padding, dilation, x.dtype)
-        cols = column_buffer(xp, C * KH * KW, B * OH * GW, x.dtype)
-        product = xp.empty(F * B * OH * GW, dtype=x.dtype)   # W_mat @ cols lands here: no new array per chunk
+    def images(n_start, n_stop):  # one thread's share of the batch, with buffers of its own (no larger than it)
+        Bt = min(B, n_stop - n_start)
+        x_buf, x_in = input_buffer(xp, C, Bt, H, W, kernel_size, stride, padding, dilation, x.dtype)
+        cols = column_buffer(xp, C * KH * KW, Bt * OH * GW, x.dtype)
+        product = xp.empty(F * Bt * OH * GW, dtype=x.dtype)   # W_mat @ cols lands here: no new array per chunk
         for n0 in range(n_start, n_stop, B):
             b = min(B, n_stop - n0)
             x_in[:, :b] = x[n0:n0 + b].transpose(1, 0, 2, 3)   # the padding around stays zero
@@ -66,6 +68,12 @@ def conv2d_im2col(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
 
     threads.for_each_part(images, N, xp=xp)
     return out
+
+
+def padded_image_bytes(shape, padding, itemsize):
+    """The bytes of one zero-padded image (C, H + 2*PH, W + 2*PW): what ``input_buffer`` holds per image."""
+    N, C, H, W = shape
+    return C * (H + 2 * padding[0]) * (W + 2 * padding[1]) * itemsize
 
 
 ROUTES = ("auto", "col2im", "transposed")
@@ -107,13 +115,15 @@ def weight_grad(x, dout, weight_shape, stride, padding, dilation, groups):
     (KH, KW), PW, DW = kernel_size, padding[1], dilation[1]
     GW = conv_grid_width(W, KW, stride, PW, DW)
     K = C // G * KH * KW
-    B = images_per_chunk(xp, N, C * KH * KW, OH * GW, x.dtype.itemsize)
+    image_bytes = padded_image_bytes(x.shape, padding, x.dtype.itemsize)
+    B = images_per_chunk(xp, N, C * KH * KW, OH * GW, x.dtype.itemsize, image_bytes)
 
     def images(n_start, n_stop):  # one thread's share: its own buffers and its own partial sum
+        Bt = min(B, n_stop - n_start)
         dw_t = xp.zeros((G, K, F // G), dtype=dout.dtype)       # dW transposed, group by group
-        x_buf, x_in = input_buffer(xp, C, B, H, W, kernel_size, stride, padding, dilation, x.dtype)
-        d_grid = xp.zeros((F, B, OH, GW), dtype=dout.dtype)     # junk columns stay zero: they add nothing
-        cols = column_buffer(xp, C * KH * KW, B * OH * GW, x.dtype)
+        x_buf, x_in = input_buffer(xp, C, Bt, H, W, kernel_size, stride, padding, dilation, x.dtype)
+        d_grid = xp.zeros((F, Bt, OH, GW), dtype=dout.dtype)    # junk columns stay zero: they add nothing
+        cols = column_buffer(xp, C * KH * KW, Bt * OH * GW, x.dtype)
         for n0 in range(n_start, n_stop, B):
             b = min(B, n_stop - n0)
             d_grid[:, :b, :, :OW] = dout[n0:n0 + b].transpose(1, 0, 2, 3)
@@ -142,13 +152,15 @@ def input_grad_col2im(x_shape, weight, dout, stride, padding, dilation, groups):
     (KH, KW), PW, DW = kernel_size, padding[1], dilation[1]
     GW = conv_grid_width(W, KW, stride, PW, DW)
     w_mat_t = weight.reshape(G, F // G, -1).transpose(0, 2, 1)   # (G, Cg*KH*KW, F/G)
-    B = images_per_chunk(xp, N, C * KH * KW, OH * GW, dout.dtype.itemsize)
+    image_bytes = padded_image_bytes(x_shape, padding, dout.dtype.itemsize)
+    B = images_per_chunk(xp, N, C * KH * KW, OH * GW, dout.dtype.itemsize, image_bytes)
 
     dx = xp.empty(x_shape, dtype=dout.dtype)
 
     def images(n_start, n_stop):
-        dx_buf, dx_in = input_buffer(xp, C, B, H, W, kernel_size, stride, padding, dilation, dout.dtype)
-        d_grid = xp.zeros((F, B, OH, GW), dtype=dout.dtype)
+        Bt = min(B, n_stop - n_start)
+        dx_buf, dx_in = input_buffer(xp, C, Bt, H, W, kernel_size, stride, padding, dilation, dout.dtype)
+        d_grid = xp.zeros((F, Bt, OH, GW), dtype=dout.dtype)
         for n0 in range(n_start, n_stop, B):
             b = min(B, n_stop - n0)
             d_grid[:, :b, :, :OW] = dout[n0:n0 + b].transpose(1, 0, 2, 3)

@@ -116,6 +116,17 @@ def min_images(x):
     return max(1, MIN_PART_BYTES // max(per_image, 1))
 
 
+# A thread's share of an elementwise pass goes through in pieces of about this many bytes: small enough to stay
+# in the cache from one pass over a piece to the next (batch norm's scale and shift, ReLU's mask and max).
+PIECE_BYTES = 2 ** 18
+
+
+def pieces(n0, n1, per_image_bytes):
+    """range(n0, n1) cut into (start, stop) pieces of about ``PIECE_BYTES`` each (at least one image)."""
+    step = max(1, PIECE_BYTES // max(per_image_bytes, 1))
+    return [(i, min(i + step, n1)) for i in range(n0, n1, step)]
+
+
 def for_each_part(fn, N, min_part=1, xp=None):
     """Call ``fn(n0, n1)`` on contiguous parts of range(N), in parallel; return the results in order.
 

@@ -74,10 +74,11 @@ def backward(x, weight, dout, padding, dilation, groups, need_dw):
     B = images_per_chunk(xp, N, F * KH * KW, H * GW, dout.dtype.itemsize)
     dx = xp.empty(x.shape, dtype=dout.dtype)
 
-    def images(n_start, n_stop):  # one thread's share: its own buffers and its own partial dW
-        d_buf, d_in = input_buffer(xp, F, B, OH, OW, (KH, KW), (1, 1), (QH, QW), (DH, DW), dout.dtype)
-        dcols = column_buffer(xp, F * KH * KW, B * H * GW, dout.dtype)
-        x_grid = xp.zeros((C, B, H, GW), dtype=x.dtype) if need_dw else None  # extra columns stay zero
+    def images(n_start, n_stop):  # one thread's share: its own buffers (no larger than it) and its own partial dW
+        Bt = min(B, n_stop - n_start)
+        d_buf, d_in = input_buffer(xp, F, Bt, OH, OW, (KH, KW), (1, 1), (QH, QW), (DH, DW), dout.dtype)
+        dcols = column_buffer(xp, F * KH * KW, Bt * H * GW, dout.dtype)
+        x_grid = xp.zeros((C, Bt, H, GW), dtype=x.dtype) if need_dw else None  # extra columns stay zero
         dw_t = xp.zeros((G, Fg * KH * KW, Cg), dtype=dout.dtype) if need_dw else None
         for n0 in range(n_start, n_stop, B):
             b = min(B, n_stop - n0)

@@ -1,5 +1,6 @@
 """The BasicBlock of ResNet-18/34 and of the CIFAR ResNets (He et al., 2016)."""
 
+from ..fast import blocks as fast_blocks
 from ..layers import Add, BatchNorm2d, Conv2d, ReLU
 from ..module import Module
 
@@ -53,12 +54,17 @@ class BasicBlock(Module):
         self.relu2 = ReLU()
 
     def forward(self, x):
-        out = self.relu1(self.bn1(self.conv1(x)))
+        # The fast path writes ReLU (and the addition) over batch norm's fresh output: fast/blocks.py.
+        in_place = fast_blocks.applies(self)
+        out = self.bn1(self.conv1(x))
+        out = fast_blocks.relu_(self.relu1, out) if in_place else self.relu1(out)
         out = self.bn2(self.conv2(out))
         if self.residual:
             identity = x if self.downsample is None else self.downsample(x)
+            if in_place:
+                return fast_blocks.add_relu_(self.add, self.relu2, out, identity)
             out = self.add(out, identity)
-        return self.relu2(out)
+        return fast_blocks.relu_(self.relu2, out) if in_place else self.relu2(out)
 
     def backward(self, dout):
         dout = self.relu2.run_backward(dout)
@@ -70,12 +76,16 @@ class BasicBlock(Module):
         # Residual branch, last layer first.
         d_branch = self.bn2.run_backward(d_branch)
         d_branch = self.conv2.run_backward(d_branch)
-        d_branch = self.relu1.run_backward(d_branch)
-        d_branch = self.bn1.run_backward(d_branch)
+        in_place = fast_blocks.applies(self)  # ReLU's and batch norm's backward written over conv2's fresh gradient
+        if in_place:
+            d_branch = fast_blocks.relu_bn_backward_(self.relu1, self.bn1, d_branch)
+        else:
+            d_branch = self.relu1.run_backward(d_branch)
+            d_branch = self.bn1.run_backward(d_branch)
         dx_branch = self.conv1.run_backward(d_branch)
         if not self.residual:
             return dx_branch
         # Shortcut.
         dx_shortcut = d_identity if self.downsample is None else self.downsample.run_backward(d_identity)
-        # x fed both paths, so its gradient is the sum of the two.
-        return dx_branch + dx_shortcut
+        # x fed both paths, so its gradient is the sum of the two (on the fast path, summed into dx_branch).
+        return fast_blocks.add_(dx_branch, dx_shortcut) if in_place else dx_branch + dx_shortcut
