@@ -73,6 +73,8 @@ FAMILIES = {
     "cifar_resnext": (lambda: M.cifar_resnext(11, 4, 4, base_planes=16, num_classes=4), (2, 3, 8, 8)),
     "resnet18": (lambda: M.ResNet(M.BasicBlock, [1, 1, 1, 1], num_classes=4), (2, 3, 32, 32)),
     "resnet50-bottleneck": (lambda: M.ResNet(M.Bottleneck, [1, 1, 1, 1], num_classes=3), (2, 3, 32, 32)),
+    "resnext-grouped-dilated": (lambda: M.ResNet(M.Bottleneck, [1, 1, 1, 1], num_classes=3, groups=4, width_per_group=4,
+                                                 replace_stride_with_dilation=[False, False, True]), (2, 3, 16, 16)),
 }
 
 
