@@ -253,6 +253,26 @@ def test_conv_in_chunks_and_threads_equals_the_plain_path(monkeypatch):
         fast.set_num_threads(old)
 
 
+def test_helper_threads_raise_share_and_nest():
+    """A part's error reaches the caller and leaves the helpers free; a part that shares out work itself runs
+    its parts one after the other, with the parts a free call would have had."""
+    old = fast.get_num_threads()
+    fast.set_num_threads(3)
+    try:
+        def failing(n0, n1):
+            if n0 == 0:
+                raise KeyError("part 0")
+            return n0
+        for _ in range(2):
+            with pytest.raises(KeyError, match="part 0"):
+                fast.threads.for_each_part(failing, 9)
+        assert fast.threads.for_each_part(lambda n0, n1: (n0, n1), 9) == [(0, 3), (3, 6), (6, 9)]
+        nested = fast.threads.for_each_part(lambda n0, n1: fast.threads.for_each_part(lambda a, b: (a, b), 6), 2)
+        assert nested == [[(0, 2), (2, 4), (4, 6)]] * 2
+    finally:
+        fast.set_num_threads(old)
+
+
 @pytest.mark.parametrize("forward_fast", [True, False])
 def test_conv_forward_on_one_path_backward_on_the_other(forward_fast):
     x = randn(3, 4, 7, 6)

@@ -31,7 +31,9 @@ def per_channel(v, shape):
     """
     xp = get_array_module(v)
     N, C, H, W = shape
-    return xp.broadcast_to(v.reshape(C, 1, 1), (C, H, W)).reshape(1, C, H, W).copy()
+    spread = xp.empty((1, C, H, W), dtype=v.dtype)
+    spread[...] = v.reshape(1, C, 1, 1)
+    return spread
 
 
 def add_in_order(parts):
