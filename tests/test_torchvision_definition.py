@@ -16,6 +16,7 @@ with torch's. torchvision's errors (BasicBlock's groups, base_width and dilation
 """
 
 import functools
+import inspect
 from types import SimpleNamespace
 
 import numpy as np
@@ -339,3 +340,38 @@ def test_torchvisions_errors_in_torchvisions_words():
     assert expected[0] is ValueError and "3-element tuple, got [False, True]" in expected[1]
     assert raised(lambda: M.ResNet(M.Bottleneck, [1, 1, 1, 1], **wrong)) == expected
     assert raised(lambda: M.resnet50(**wrong)) == expected
+
+
+def test_grouped_dilated_resnet_with_a_norm_layer_is_torchvisions():
+    """ResNeXt's groups, a dilated stage of two blocks and a norm layer with momentum=None, all at once, small."""
+    options = {"groups": 4, "width_per_group": 16, "zero_init_residual": True,
+               "replace_stride_with_dilation": [True, False, True]}
+    theirs = TorchvisionResNet(Bottleneck, [1, 2, 1, 1], num_classes=5, **options,
+                               norm_layer=functools.partial(torch.nn.BatchNorm2d, momentum=None))
+    ours = M.ResNet(M.Bottleneck, [1, 2, 1, 1], num_classes=5, **options,
+                    norm_layer=functools.partial(L.BatchNorm2d, momentum=None))
+    assert zero_weights(ours.state_dict()) == zero_weights({k: v.numpy() for k, v in theirs.state_dict().items()})
+    ours.astype("float64").load_state_dict({k: v.numpy() for k, v in scramble(theirs.double()).state_dict().items()})
+    for step in range(3):  # two training steps move the running statistics (cumulative average), then eval
+        train = step < 2
+        x = np.random.default_rng(step).standard_normal((2, 3, 24, 24)) + step
+        out = theirs.train(train)(torch.tensor(x)).detach().numpy()
+        assert rel_error(ours.train(train)(x), out) < 1e-10, f"step {step}"
+    for key, value in theirs.state_dict().items():
+        assert rel_error(ours.state_dict()[key], value.numpy()) < 1e-12, key
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+                                  "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"])
+def test_every_imagenet_constructor_takes_torchvisions_options(name):
+    parameters = inspect.signature(M.ARCHITECTURES[name]).parameters
+    assert {"zero_init_residual", "replace_stride_with_dilation", "norm_layer"} <= set(parameters)
+
+
+def test_cifar_resnext_takes_zero_init_residual_and_a_norm_layer():
+    model = M.CifarResNeXt(1, 2, 16, base_planes=8, num_classes=3, zero_init_residual=True,
+                           norm_layer=functools.partial(L.BatchNorm2d, track_running_stats=False))
+    state = model.state_dict()
+    assert not any("running" in key or "num_batches" in key for key in state)
+    assert zero_weights(state) == ["layer1.0.bn3.weight", "layer2.0.bn3.weight", "layer3.0.bn3.weight"]
+    assert model.eval()(np.ones((2, 3, 8, 8), np.float32)).shape == (2, 3)
