@@ -70,7 +70,7 @@ start_time = time.perf_counter()
 
 # %%
 CAT, DOG = 3, 5  # CIFAR-10's class numbers
-per_class_train, per_class_test = 100, (50 if args.quick else 500)
+per_class_train, per_class_test = 100, (25 if args.quick else 500)
 pets = out_dir / "pets"
 shutil.rmtree(pets, ignore_errors=True)
 
