@@ -243,7 +243,8 @@ def uniform_like(a, low=0.0, high=1.0, dtype="float32"):
         return uniform(low, high, a.shape, dtype, "numpy")
     generator = _device_generators.get(module)
     if generator is None:
-        generator = _device_generators[module] = module.random.RandomState(_seed)
+        seed = None if _seed is None else int(_seed) % 2**32  # the range RandomState takes
+        generator = _device_generators[module] = module.random.RandomState(seed)
     return generator.uniform(low, high, a.shape, dtype=dtype)
 
 
