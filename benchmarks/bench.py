@@ -1,6 +1,7 @@
 """The benchmark suite: whole training steps and every layer, beside PyTorch on the same CPU.
 
     python benchmarks/bench.py [--threads N] [--rounds 3] [--repeat 5] [--quick] [--backend numpy|cupy] [--plain]
+                               [--focus] [--load]
 
 What is timed (float32):
 
@@ -31,9 +32,14 @@ How, so that the comparison is fair:
 
 Our worker runs inside ``resnet_np.fast.tuned()``, as ``fit`` does. With
 ``--plain`` it times the plain layers (``resnet_np.use_fast(False)``),
-ResNet-20's steps only. The table is printed and written to
-benchmarks/results/bench_<backend>.md (``_<N>threads`` added with --threads,
-``_plain`` with --plain).
+ResNet-20's steps only. ``--focus`` times only issue 28's comparison: the
+ResNet-20 (shortcut B) step at batch 32 and 128, no layer rows, each round's
+figures listed. ``--load`` runs a memory-bound neighbour beside every worker:
+a process of its own copying a 128 MB array over another in a loop (one
+core; what a busy host's other tenants do to the memory bus). The table is
+printed and written to benchmarks/results/bench_<backend>.md (``_<N>threads``
+added with --threads, ``_plain`` with --plain, ``_focus`` with --focus,
+``_load`` with --load).
 """
 
 import argparse
@@ -86,8 +92,10 @@ def layer_cases(quick):
     return cases
 
 
-def step_cases(quick):
+def step_cases(quick, focus=False):
     """(model, batch, image size)."""
+    if focus:
+        return [("resnet20", 8, 32)] if quick else [("resnet20", 32, 32), ("resnet20", 128, 32)]
     if quick:
         return [("resnet20", 4, 32), ("resnet20", 8, 32), ("resnet18", 2, 64)]
     return [("resnet20", 32, 32), ("resnet20", 128, 32), ("resnet20", 512, 32), ("resnet18", 16, 224),
@@ -153,7 +161,7 @@ def ours_worker(args):
     # Training's process-wide settings (freed memory kept, BLAS at one thread beside our threads), as fit has
     # them; entered after the matrix-product peak above, which BLAS reaches on all its threads.
     with fast.tuned():
-        if not args.plain:
+        if not args.plain and not args.focus:
             time_layers(args, result, make_layer, rng, xp, sync)
         time_steps(args, result, rng, xp, sync)
     return result
@@ -179,7 +187,7 @@ def time_steps(args, result, rng, xp, sync):
     from resnet_np.models import ARCHITECTURES
     from resnet_np.optim import SGD
 
-    cases = step_cases(args.quick)
+    cases = step_cases(args.quick, args.focus)
     if args.plain:  # the plain layers are slower by design: the ResNet-20 rows only
         cases = [case for case in cases if case[0] == "resnet20" and case[1] <= 128]
     for model_name, batch, size in cases:
@@ -235,7 +243,7 @@ def torch_worker(args):
               "blas": [f"oneDNN/MKL, CPU capability {torch.backends.cpu.get_cpu_capability()}"],
               "layers": {}, "steps": {}}
     torch.manual_seed(0)
-    for name, (kind, a), shape, _ in layer_cases(args.quick):
+    for name, (kind, a), shape, _ in ([] if args.focus else layer_cases(args.quick)):
         layer = make_layer(kind, a).to(device)
         x = torch.randn(shape, device=device, requires_grad=True)
         dy = torch.randn_like(layer(x))
@@ -254,7 +262,7 @@ def torch_worker(args):
         both = median_time(forward_backward, args.repeat, 2, sync)
         result["layers"][name] = (fwd, max(both - train_fwd, 0.0))
 
-    for model_name, batch, size in step_cases(args.quick):
+    for model_name, batch, size in step_cases(args.quick, args.focus):
         net = build(model_name).to(device)
         opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
         x = torch.randn(batch, 3, size, size, device=device)
@@ -281,11 +289,30 @@ def run_worker(library, args):
             env[name] = str(args.threads)
     command = [sys.executable, __file__, "--worker", library, "--repeat", str(args.repeat),
                "--backend", args.backend] + (["--quick"] if args.quick else []) + \
-              (["--threads", str(args.threads)] if args.threads else []) + (["--plain"] if args.plain else [])
+              (["--threads", str(args.threads)] if args.threads else []) + (["--plain"] if args.plain else []) + \
+              (["--focus"] if args.focus else [])
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=str(ROOT))
     if done.returncode != 0:
         raise SystemExit(f"the {library} worker failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# The memory-bound neighbour of --load: one core copying 128 MB back and forth, far beyond any cache.
+NEIGHBOUR = """
+import numpy as np
+a = np.ones(2 ** 25, dtype=np.float32)
+b = np.empty_like(a)
+while True:
+    np.copyto(b, a)
+    np.copyto(a, b)
+"""
+
+
+def start_neighbour():
+    """The --load process (its BLAS and ours at one thread: it is one core's memory traffic)."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-c", NEIGHBOUR], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
 
 def torch_available():
@@ -307,6 +334,7 @@ def combine(rounds):
                                    for i in range(len(values[0])))
     if "peak_gflops" in rounds[0]:
         out["peak_gflops"] = statistics.median(r["peak_gflops"] for r in rounds)
+    out["step_rounds"] = {name: [r["steps"][name][0] for r in rounds] for name in rounds[0]["steps"]}
     return out
 
 
@@ -324,7 +352,9 @@ def report(args, ours, theirs):
              f"Matrix-product peak measured in our worker: {ours['peak_gflops']:.0f} GFLOP/s (float32).",
              f"Each library in its own processes, {args.rounds} alternating round(s); each number is the median "
              f"over the rounds of the median of {args.repeat} timed calls after warm-up "
-             f"({max(1, args.repeat // 2)} for the 224x224 steps).", "",
+             f"({max(1, args.repeat // 2)} for the 224x224 steps)."
+             + (" A memory-bound neighbour (--load: one core copying 128 MB arrays in a loop) ran beside every "
+                "worker." if args.load else ""), "",
              "## Training steps (forward, loss, backward, SGD step)", "",
              "| network | batch | image | ours (s) | PyTorch (s) | ours / PyTorch | ours images/s | PyTorch images/s |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -334,6 +364,15 @@ def report(args, ours, theirs):
         lines.append(f"| {model}{' (shortcut B)' if model == 'resnet20' else ''} | {batch} | {size}x{size} | "
                      f"{seconds:.3f} | " + (f"{t:.3f} | {ratio(seconds, t)} |" if t else "- | - |")
                      + f" {int(batch) / seconds:.0f} | " + (f"{int(batch) / t:.0f} |" if t else "- |"))
+    if args.focus or args.load:
+        lines += ["", "Round by round (seconds per step; ours / PyTorch of the same round):", ""]
+        for key, times in ours["step_rounds"].items():
+            theirs_times = theirs["step_rounds"][key] if theirs else []
+            ratios = [a / b for a, b in zip(times, theirs_times)]
+            lines.append(f"* {key}: ours {', '.join(f'{t:.3f}' for t in times)}"
+                         + (f"; PyTorch {', '.join(f'{t:.3f}' for t in theirs_times)}; ratios "
+                            f"{', '.join(f'{q:.2f}' for q in ratios)} (range {min(ratios):.2f}-{max(ratios):.2f})"
+                            if ratios else ""))
     for key, (_, peak) in ours["steps"].items():
         if peak is not None:
             model, batch, _ = key.split()
@@ -341,6 +380,8 @@ def report(args, ours, theirs):
     if args.backend == "numpy":
         lines += ["", "GPU (CuPy against PyTorch on CUDA): not measured here; on a machine with a GPU run "
                   "`python benchmarks/bench.py --backend cupy` (it writes bench_cupy.md)."]
+    if not ours["layers"]:   # --plain, --focus: steps only
+        return "\n".join(lines) + "\n"
     lines += ["", "## Layers (backward times exclude the forward pass)", "",
               "| layer and shape | fwd ms | bwd ms | fwd GFLOP/s | % of peak | torch fwd ms | torch bwd ms "
               "| fwd ours/torch | bwd ours/torch |",
@@ -371,6 +412,10 @@ def main():
     parser.add_argument("--out", default=None)
     parser.add_argument("--plain", action="store_true",
                         help="our worker on the plain layers (resnet_np.use_fast(False)): ResNet-20 steps only")
+    parser.add_argument("--focus", action="store_true",
+                        help="issue 28's comparison only: the ResNet-20 step at batch 32 and 128, each round listed")
+    parser.add_argument("--load", action="store_true",
+                        help="a memory-bound neighbour process (a 128 MB array copy loop, one core) beside the workers")
     parser.add_argument("--worker", choices=["ours", "torch"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -381,15 +426,22 @@ def main():
 
     with_torch = torch_available()
     ours_rounds, torch_rounds = [], []
-    for r in range(args.rounds):
-        order = ["ours", "torch"] if r % 2 == 0 else ["torch", "ours"]
-        for library in order:
-            if library == "torch" and not with_torch:
-                continue
-            print(f"round {r + 1}/{args.rounds}: {library} ...", file=sys.stderr, flush=True)
-            (ours_rounds if library == "ours" else torch_rounds).append(run_worker(library, args))
+    neighbour = start_neighbour() if args.load else None
+    try:
+        for r in range(args.rounds):
+            order = ["ours", "torch"] if r % 2 == 0 else ["torch", "ours"]
+            for library in order:
+                if library == "torch" and not with_torch:
+                    continue
+                print(f"round {r + 1}/{args.rounds}: {library} ...", file=sys.stderr, flush=True)
+                (ours_rounds if library == "ours" else torch_rounds).append(run_worker(library, args))
+    finally:
+        if neighbour is not None:
+            neighbour.kill()
+            neighbour.wait()
     text = report(args, combine(ours_rounds), combine(torch_rounds) if torch_rounds else None)
-    suffix = (f"_{args.threads}threads" if args.threads else "") + ("_plain" if args.plain else "")
+    suffix = (f"_{args.threads}threads" if args.threads else "") + ("_plain" if args.plain else "") + \
+             ("_focus" if args.focus else "") + ("_load" if args.load else "")
     write_results(args.out or ROOT / "benchmarks" / "results" / f"bench_{args.backend}{suffix}.md", text)
 
 
