@@ -55,6 +55,14 @@ def profile(model_name, batch, steps, size=32):
             kind = type(module).__name__
             module.forward = timed(module.forward, totals, f"{kind} forward")
             module.backward = timed(module.backward, totals, f"{kind} backward")
+    # The engine's passes inside the blocks (ReLU and the addition over batch norm's output, and their backward:
+    # resnet_np/fast/blocks.py) run outside any leaf layer's forward or backward: timed as rows of their own.
+    blocks = getattr(getattr(sys.modules.get("resnet_np"), "fast", None), "blocks", None)
+    for name, key in [("relu_", "block ReLU (engine) forward"), ("add_relu_", "block Add+ReLU (engine) forward"),
+                      ("relu_bn_backward_", "block ReLU+BatchNorm2d (engine) backward"),
+                      ("add_", "block Add (engine) backward")]:
+        if blocks is not None and hasattr(blocks, name):
+            setattr(blocks, name, timed(getattr(blocks, name), totals, key))
     loss_fn.forward = timed(loss_fn.forward, totals, "loss")
     loss_fn.backward = timed(loss_fn.backward, totals, "loss")
     opt.step = timed(opt.step, totals, "optimizer step")
@@ -76,7 +84,20 @@ def profile(model_name, batch, steps, size=32):
         records.append((wall, dict(totals)))
     wall, parts = sorted(records, key=lambda r: r[0])[len(records) // 2]  # the median step
     parts["other (Python between layers)"] = max(wall - sum(parts.values()), 0.0)
-    return wall, parts
+    return wall, parts, count_calls(step)
+
+
+def count_calls(step):
+    """(Python function calls, parts handed to threads) in one step, counted by cProfile (timers included)."""
+    import cProfile
+    import pstats
+    profiler = cProfile.Profile()
+    profiler.enable()
+    step()
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    handoffs = sum(v[0] for k, v in stats.items() if k[2] == "for_each_part")
+    return sum(v[0] for v in stats.values()), handoffs
 
 
 def main():
@@ -86,11 +107,12 @@ def main():
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     args = parser.parse_args()
-    wall, parts = profile(args.model, args.batch, args.steps)
+    wall, parts, (calls, handoffs) = profile(args.model, args.batch, args.steps)
     if args.json:
-        print(json.dumps({"wall": wall, "parts": parts}))
+        print(json.dumps({"wall": wall, "parts": parts, "calls": calls, "handoffs": handoffs}))
         return
-    print(f"{args.model}, batch {args.batch}: median step {wall:.3f} s")
+    print(f"{args.model}, batch {args.batch}: median step {wall:.3f} s; {calls} Python calls and {handoffs} "
+          "calls of for_each_part per step (cProfile)")
     for key, seconds in sorted(parts.items(), key=lambda kv: -kv[1]):
         print(f"  {key:32s} {seconds * 1e3:8.1f} ms  {100 * seconds / wall:5.1f} %")
 

@@ -37,12 +37,20 @@ def projection(cin, cout, stride):
     return L.Sequential(L.Conv2d(cin, cout, 1, stride=stride, bias=False), L.BatchNorm2d(cout))
 
 
+class SumsOfItsOwn(L.BatchNorm2d):
+    """A batch norm that takes its backward sums its own way (as SyncBatchNorm adds other processes')."""
+
+    def _gradient_sums(self, dout, x_centered):
+        return super()._gradient_sums(dout, x_centered)
+
+
 BLOCKS = {
     # name: (block maker, input shape)
     "basic, identity": (lambda: BasicBlock(4, 4), (5, 4, 6, 6)),
     "basic, projection": (lambda: BasicBlock(4, 6, stride=2, downsample=projection(4, 6, 2)), (5, 4, 7, 6)),
     "basic, shortcut A": (lambda: BasicBlock(4, 8, stride=2, downsample=ShortcutA(4, 8, 2)), (3, 4, 6, 6)),
     "basic, no shortcut": (lambda: BasicBlock(4, 4, residual=False), (3, 4, 5, 5)),
+    "basic, batch norm subclass": (lambda: BasicBlock(4, 4, norm_layer=SumsOfItsOwn), (3, 4, 5, 5)),
     "bottleneck, grouped": (lambda: Bottleneck(16, 4, groups=2, base_width=32), (3, 16, 5, 5)),
     "bottleneck, projection": (lambda: Bottleneck(8, 4, stride=2, downsample=projection(8, 16, 2)), (3, 8, 6, 6)),
 }
@@ -190,8 +198,12 @@ def broken_copy(owner, name, old, new):
 
 PLANTED = {
     "the addition left out": (fast_blocks, "add_relu_", "residual=identity", "residual=None", "basic, identity"),
-    "ReLU's backward left out": (fast_blocks, "relu_bn_backward_", "relu_backward(d, relu._cache, out=d)", "pass",
-                                 "bottleneck, grouped"),
+    "ReLU's backward left out": (fast_blocks, "masked_gradient_sums_", "xp.multiply(d[i0:i1], mask_of(mask, i0, i1), "
+                                 "out=d[i0:i1])", "pass", "bottleneck, grouped"),
+    "ReLU's backward left out, subclass": (fast_blocks, "relu_bn_backward_", "relu_backward(d, relu._cache, out=d)",
+                                           "pass", "basic, batch norm subclass"),
+    "a thread's sums dropped": (fast_blocks, "masked_gradient_sums_", "[s for s, _ in parts]", "[parts[0][0]]",
+                                "basic, projection"),
     "the shortcut's gradient added twice": (fast_blocks, "add_", "xp.add(a[n0:n1], b[n0:n1]",
                                             "xp.add(b[n0:n1], b[n0:n1]", "basic, projection"),
     "bits unpacked in the wrong order": (fast_relu.PackedMask, "images", "count=self.per_image)",
@@ -204,14 +216,20 @@ PLANTED = {
 @pytest.mark.parametrize("planted", list(PLANTED))
 def test_a_planted_bug_in_the_block_passes_is_caught(planted, monkeypatch):
     module, name, old, new, case = PLANTED[planted]
-    monkeypatch.setattr(fast.threads, "PIECE_BYTES", 1)     # several pieces per share
-    compare(case)                                           # the engine as it is passes ...
-    broken = broken_copy(module, name, old, new)
-    if module is fast_relu.PackedMask:
-        monkeypatch.setattr(module, name, broken)
-    else:
-        for where in (module, fast_blocks, fast_relu, fast.batchnorm):
-            if hasattr(where, name):
-                monkeypatch.setattr(where, name, broken)
-    with pytest.raises(AssertionError):                     # ... and with the bug it fails
-        compare(case)
+    monkeypatch.setattr(fast.threads, "PIECE_BYTES", 1)     # several pieces per share, several shares
+    monkeypatch.setattr(fast.threads, "MIN_PART_BYTES", 1)
+    threads = fast.get_num_threads()
+    fast.set_num_threads(3)
+    try:
+        compare(case)                                       # the engine as it is passes ...
+        broken = broken_copy(module, name, old, new)
+        if module is fast_relu.PackedMask:
+            monkeypatch.setattr(module, name, broken)
+        else:
+            for where in (module, fast_blocks, fast_relu, fast.batchnorm):
+                if hasattr(where, name):
+                    monkeypatch.setattr(where, name, broken)
+        with pytest.raises(AssertionError):                 # ... and with the bug it fails
+            compare(case)
+    finally:
+        fast.set_num_threads(threads)

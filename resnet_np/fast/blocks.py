@@ -32,12 +32,13 @@ layers (a hook may keep the array it is shown).
 
 from ..backend import get_array_module
 from ..checks import check_dout, check_forward_done
+from ..layers import batchnorm as plain_batchnorm
 from ..layers.add import Add
 from ..layers.batchnorm import BatchNorm2d
 from ..layers.relu import ReLU
 from . import batchnorm as fast_batchnorm
 from . import fast_enabled, threads
-from .relu import new_mask, relu_backward, relu_into
+from .relu import mask_of, new_mask, relu_backward, relu_into
 
 
 def applies(block):
@@ -78,16 +79,40 @@ def add_relu_(add, relu, x, identity):
 
 
 def relu_bn_backward_(relu, bn, d):
-    """bn.backward(relu.backward(d)), written over ``d`` (a convolution's fresh gradient, held by nobody else)."""
+    """bn.backward(relu.backward(d)), written over ``d`` (a convolution's fresh gradient, held by nobody else).
+
+    Batch norm's two sums are taken in the pass that masks d (one hand-off to the threads fewer), unless a
+    subclass computes them its own way (``SyncBatchNorm``: its ``_gradient_sums`` is called).
+    """
     check_forward_done(relu, relu._cache)
     check_dout(relu, d, relu._cache.shape)
-    relu_backward(d, relu._cache, out=d)
     check_forward_done(bn, bn._cache)
     trained, x_centered, inv_std, M = bn._cache
     check_dout(bn, d, x_centered.shape)
-    sum_dout, sum_dout_xc = bn._gradient_sums(d, x_centered)
+    if type(bn)._gradient_sums is BatchNorm2d._gradient_sums:
+        sum_dout, sum_dout_xc = masked_gradient_sums_(d, relu._cache, x_centered)
+        if bn.affine and bn.weight.requires_grad:     # what BatchNorm2d._gradient_sums adds
+            bn.weight.accumulate_grad(sum_dout_xc * inv_std)
+        if bn.affine and bn.bias.requires_grad:
+            bn.bias.accumulate_grad(sum_dout)
+    else:
+        relu_backward(d, relu._cache, out=d)
+        sum_dout, sum_dout_xc = bn._gradient_sums(d, x_centered)
     weight = bn._scale_and_shift(d)[0]
     return fast_batchnorm.input_grad(d, x_centered, inv_std, weight, sum_dout, sum_dout_xc, M, trained, out=d)
+
+
+def masked_gradient_sums_(d, mask, x_centered):
+    """d *= mask (in place), and batch norm's (sum(d), sum(d * x_centered)) per channel, in one hand-off."""
+    xp = get_array_module(d)
+
+    def images(n0, n1):
+        for i0, i1 in threads.pieces(n0, n1, d[0].nbytes):
+            xp.multiply(d[i0:i1], mask_of(mask, i0, i1), out=d[i0:i1])
+        return plain_batchnorm.channel_sum(d[n0:n1]), plain_batchnorm.channel_sum(d[n0:n1], x_centered[n0:n1])
+    parts = threads.for_each_part(images, len(d), threads.min_images(d), xp)
+    return (fast_batchnorm.add_in_order([s for s, _ in parts]),
+            fast_batchnorm.add_in_order([s_xc for _, s_xc in parts]))
 
 
 def add_(a, b):
