@@ -1,13 +1,20 @@
-"""The lessons written for either device run with the CuPy stand-in as their backend (``--quick``).
+"""Every lesson runs with the CuPy stand-in as its backend (``--quick``), as a learner on a GPU runs it.
 
-With ``RESNET_NP_BACKEND=cupy-strict`` every model and batch a lesson makes
-through the backend lives on ``resnet_np.cupy_strict`` (CuPy's rules
-emulated on NumPy, not a GPU). Lesson 11 then runs its GPU part there and
-skips only its GPU-faster-than-CPU assertion (``backend.is_stand_in()``).
+With ``RESNET_NP_BACKEND=cupy-strict`` every model, layer and batch a
+lesson makes through the backend lives on ``resnet_np.cupy_strict`` (CuPy's
+rules emulated on NumPy, not a GPU): a lesson that hands a NumPy array to a
+layer on the device, writes one into a device buffer, gives a device array
+to ``np.testing`` or matplotlib, or calls a NumPy-only function fails here.
+The lessons move their examples with ``backend.to_device`` and bring results
+back with ``to_numpy``. Only lesson 11's GPU-faster-than-CPU assertion is
+skipped there (``backend.is_stand_in()``).
 
-The other lessons build their examples as NumPy arrays on purpose (they
-teach the arithmetic on the host, and compare with ``np.testing``) or take
-minutes (14, 15): they run on NumPy in tests/test_lessons.py only.
+Lesson 13 runs under ``mpiexec -n 2`` where MPI is installed (its
+SyncBatchNorm and DistributedDataParallel then all-reduce device arrays),
+alone otherwise. Lesson 15 reads CIFAR-10's test set from
+``$RESNET_NP_DATA``, lesson 14 writes an image folder of CIFAR-10's cats
+and dogs (synthetic photos without it). tests/test_lessons.py and
+tests/test_notebooks.py run them on NumPy.
 """
 
 import os
@@ -18,35 +25,36 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from test_distributed_mpi import _why_no_mpi, run  # noqa: E402  (mpiexec with a time limit and cleanup)
 
-ON_THE_STAND_IN = ["01_arrays_and_xp", "08_training_mnist", "09_degradation", "11_gpu_cupy"]
-NUMPY_ONLY = {  # lesson -> why it is not run on the stand-in
-    "02_conv_im2col": "NumPy examples by design (im2col on host arrays)",
-    "03_conv_backward": "NumPy examples by design",
-    "04_batchnorm": "NumPy examples by design",
-    "05_relu_and_add": "NumPy examples by design",
-    "06_basic_block": "NumPy examples by design",
-    "07_bottleneck_and_resnet": "NumPy examples by design",
-    "10_finetuning": "compares weights with np.testing on the host",
-    "12_after_resnet": "NumPy examples by design",
-    "13_data_parallel": "NumPy examples by design (and MPI: tests/test_cupy_strict_mpi.py covers the device path)",
-    "14_your_own_images": "about 6 minutes on the stand-in",
-    "15_input_gradient": "runs on the stand-in (checked by hand, 62 s on a loaded 2-core VM): too long for CI",
-}
+LESSONS = sorted(p.stem for p in (ROOT / "lessons").glob("[0-9][0-9]_*.py"))
 
 
-def test_the_lists_name_real_lessons():
-    """A renamed or removed lesson is noticed here (a new one is not run on the stand-in until listed)."""
-    lessons = {p.stem for p in (ROOT / "lessons").glob("[0-9][0-9]_*.py")}
-    assert set(ON_THE_STAND_IN) | set(NUMPY_ONLY) <= lessons, (set(ON_THE_STAND_IN) | set(NUMPY_ONLY)) - lessons
+def test_every_lesson_is_run():
+    """A new lesson is run on the stand-in by being in lessons/ (nothing to list); the course has 15 at least."""
+    assert len(LESSONS) >= 15 and "13_data_parallel" in LESSONS, LESSONS
 
 
-@pytest.mark.parametrize("lesson", ON_THE_STAND_IN)
-def test_lesson_runs_on_the_stand_in(lesson, tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg", RESNET_NP_BACKEND="cupy-strict")
-    result = subprocess.run([sys.executable, str(ROOT / "lessons" / f"{lesson}.py"), "--quick", "--out",
-                             str(tmp_path)], capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=600)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert list(tmp_path.glob("*.png")), "the lesson saved no figure"
+def _run(lesson, out, tmp_path, monkeypatch):
+    """(exit status, stdout, stderr) of the lesson with --quick on the stand-in."""
+    monkeypatch.setenv("RESNET_NP_BACKEND", "cupy-strict")
+    script = ROOT / "lessons" / f"{lesson}.py"
+    if lesson == "13_data_parallel" and _why_no_mpi() is None:
+        result = run([script, "--quick", "--out", out], tmp_path, n=2, timeout=300)
+        assert "running as 2 process(es)" in result.out, result
+        return result.returncode, result.out, result.err
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+    result = subprocess.run([sys.executable, str(script), "--quick", "--out", str(out)], capture_output=True,
+                            text=True, env=env, cwd=str(tmp_path), timeout=600)
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_lesson_runs_on_the_stand_in(lesson, tmp_path, monkeypatch):
+    out = tmp_path / "figures"
+    code, stdout, stderr = _run(lesson, out, tmp_path, monkeypatch)
+    assert code == 0, stdout[-2000:] + stderr[-3000:]
+    assert list(out.glob("*.png")), "the lesson saved no figure"
     if lesson == "11_gpu_cupy":
-        assert "the strict CuPy stand-in" in result.stdout and "no claim about GPU speed" in result.stdout
+        assert "the strict CuPy stand-in" in stdout and "no claim about GPU speed" in stdout
