@@ -119,8 +119,10 @@ def min_images(x):
 
 
 # A thread's share of an elementwise pass goes through in pieces of about this many bytes: small enough to stay
-# in the cache from one pass over a piece to the next (batch norm's scale and shift, ReLU's mask and max).
-PIECE_BYTES = 2 ** 18
+# in the cache from one pass over a piece to the next (batch norm's scale and shift, ReLU's mask and max), large
+# enough that a small batch's share is one piece (pieces of 256 kB made the batch-32 step slower here: every
+# NumPy call more is one more wait for the interpreter lock while the other thread runs Python).
+PIECE_BYTES = 2 ** 20
 
 
 def pieces(n0, n1, per_image_bytes):
