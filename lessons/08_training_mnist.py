@@ -330,6 +330,21 @@ fig.savefig(out_dir / "label_smoothing_calibration.png", dpi=100)
 print(f"figure: {out_dir / 'label_smoothing_calibration.png'}")
 
 # %% [markdown]
+# The smoothed network is always the less confident one: its answers pile
+# up below $1 - \varepsilon + \varepsilon / K$, where the plain network's
+# crowd at 1 (the check above). Whether that calibrates it better depends
+# on where the plain network stood. A short run on MNIST — 150 steps with
+# ``--quick``, two epochs without — leaves the plain ResNet-8 nearly
+# calibrated or *under*-confident, its curve on or above the diagonal, and
+# smoothing pushes it further above: its ECE is the larger one. Label
+# smoothing cures *over*-confidence, the state of large networks trained
+# for long (Guo et al., 2017; Müller, Kornblith and Hinton, 2019, "When does
+# label smoothing help?"), whose curve lies below the diagonal. It also
+# regularises — a bounded gap between the logits leaves less room to
+# memorise — which is why ResNet recipes use $\varepsilon = 0.1$. It is not
+# a free improvement of calibration: read the diagram of your own run.
+
+# %% [markdown]
 # ## What to remember
 #
 # * A training step is forward, loss, ``zero_grad``, backward, ``step``.
@@ -340,5 +355,6 @@ print(f"figure: {out_dir / 'label_smoothing_calibration.png'}")
 # * Evaluate in eval mode: batch norm then uses its running statistics.
 # * Label smoothing trains against $q = (1 - \varepsilon)\,\mathrm{onehot}(y) + \varepsilon / K$:
 #   the gradient $p - q$ stops pushing the confidence at $1 - \varepsilon + \varepsilon / K$.
-#   The network's answers become less confident; check the reliability
-#   diagram to see whether that made them better calibrated.
+#   The answers become less confident: that cures over-confidence, but makes
+#   a network that was not over-confident (a short run, as here)
+#   under-confident. The reliability diagram tells which.
