@@ -28,11 +28,10 @@ from resnet_np.gradcheck import rel_error
 
 torch = pytest.importorskip("torch", reason="torch not installed: the torchvision comparison needs the 'torch' extra")
 
-# resnet_np's names for what torchvision's resnet.py uses from torch.nn. (ReLU has no inplace switch: each of
-# our ReLUs keeps its own mask for backward, and the fast path writes in place where it may anyway.)
+# resnet_np's names for what torchvision's resnet.py uses from torch.nn.
 OURS = SimpleNamespace(
-    Conv2d=L.Conv2d, BatchNorm2d=L.BatchNorm2d, ReLU=lambda inplace=False: L.ReLU(), MaxPool2d=L.MaxPool2d,
-    AdaptiveAvgPool2d=getattr(L, "AdaptiveAvgPool2d", lambda output_size: L.GlobalAvgPool2d()), Linear=L.Linear,
+    Conv2d=L.Conv2d, BatchNorm2d=L.BatchNorm2d, ReLU=L.ReLU, MaxPool2d=L.MaxPool2d,
+    AdaptiveAvgPool2d=L.AdaptiveAvgPool2d, Linear=L.Linear,
     Sequential=L.Sequential, BasicBlock=M.BasicBlock, Bottleneck=M.Bottleneck,
     init=SimpleNamespace(constant_=lambda parameter, value: parameter.data.fill(value)),
 )
@@ -375,3 +374,20 @@ def test_cifar_resnext_takes_zero_init_residual_and_a_norm_layer():
     assert not any("running" in key or "num_batches" in key for key in state)
     assert zero_weights(state) == ["layer1.0.bn3.weight", "layer2.0.bn3.weight", "layer3.0.bn3.weight"]
     assert model.eval()(np.ones((2, 3, 8, 8), np.float32)).shape == (2, 3)
+
+
+def test_relu_inplace_writes_over_its_input_as_torch_does():
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4))
+    dout = np.random.default_rng(1).standard_normal(x.shape)
+    theirs = torch.tensor(x, requires_grad=True)
+    expected = torch.nn.ReLU(inplace=True)(theirs.clone())
+    expected.backward(torch.tensor(dout))
+
+    mine, relu = x.copy(), L.ReLU(inplace=True)
+    out = relu(mine)
+    assert out is mine and repr(relu) == "ReLU(inplace=True)"
+    np.testing.assert_array_equal(mine, expected.detach().numpy())      # the input now holds the result
+    np.testing.assert_array_equal(relu.backward(dout), theirs.grad.numpy())
+    kept = x.copy()
+    L.ReLU()(kept)
+    np.testing.assert_array_equal(kept, x)                               # without inplace, x is untouched

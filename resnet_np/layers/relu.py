@@ -29,10 +29,15 @@ class ReLU(Module):
         dx = dout * (x > 0)
 
     (At x = 0 exactly the derivative is taken as 0, as in PyTorch.)
+
+    ``inplace=True`` (torchvision writes ``nn.ReLU(inplace=True)``) writes the
+    result over the input and returns the input array itself, as PyTorch does;
+    the values and the gradient are the same either way.
     """
 
-    def __init__(self):
+    def __init__(self, inplace=False):
         super().__init__()
+        self.inplace = bool(inplace)
         self._cache = None  # the mask x > 0
 
     def forward(self, x):
@@ -40,6 +45,9 @@ class ReLU(Module):
         check_array(self, x)
         out, mask = fast_relu.relu(x) if fast.fast_enabled() else relu(x)
         self._cache = mask
+        if self.inplace:
+            x[...] = out
+            return x
         return out
 
     def backward(self, dout):
@@ -47,6 +55,9 @@ class ReLU(Module):
         mask = self._cache
         check_dout(self, dout, mask.shape)
         return fast_relu.relu_backward(dout, mask) if fast.fast_enabled() else relu_backward(dout, mask)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
 
     def kink_pattern(self):
         """Which side of the kink at 0 each input was on (used by gradcheck)."""
