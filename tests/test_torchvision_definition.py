@@ -391,3 +391,18 @@ def test_relu_inplace_writes_over_its_input_as_torch_does():
     kept = x.copy()
     L.ReLU()(kept)
     np.testing.assert_array_equal(kept, x)                               # without inplace, x is untouched
+
+
+def test_a_dilated_network_file_loads_only_into_a_dilated_network(tmp_path):
+    """Dilation changes no key and no shape: the file's config says it, and loading checks it both ways."""
+    from resnet_np.models.weights import ModelFileError, load, save
+
+    dilated, plain = tmp_path / "dilated.npz", tmp_path / "plain.npz"
+    save(M.resnet50(num_classes=4, replace_stride_with_dilation=[False, True, True]), dilated)
+    save(M.resnet50(num_classes=4), plain)
+    assert load(dilated).config["replace_stride_with_dilation"] == [False, True, True]
+    with pytest.raises(ModelFileError, match=r"replace_stride_with_dilation=\[False, True, True\], but the model"):
+        load(dilated, M.resnet50(num_classes=4))
+    with pytest.raises(ModelFileError, match=r"replace_stride_with_dilation=\[False, False, False\], but the model"):
+        load(plain, M.resnet50(num_classes=4, replace_stride_with_dilation=[False, True, True]))
+    load(plain, M.resnet50(num_classes=4))  # a file from before the option existed says nothing: no dilation

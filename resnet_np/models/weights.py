@@ -80,6 +80,8 @@ CONFIG_SCHEMA = {
     "groups": int_in(1, 1024),
     "width_per_group": int_in(1, 4096),
     "base_planes": int_in(1, 4096),
+    "replace_stride_with_dilation": ((lambda v: isinstance(v, list) and len(v) == 3
+                                      and all(isinstance(b, bool) for b in v)), "a list of three booleans"),
 }
 
 
@@ -335,7 +337,10 @@ def model_from_arrays(path, arrays, meta, model=None, backend=None):
 
 # Constructor arguments that change the network without changing a key or a shape: a file and a model
 # that differ in one of them fit key by key, yet are not the same network (residual=False is a plain net).
-STRUCTURE = ("residual", "shortcut", "depth", "widen_factor", "groups", "width_per_group", "base_planes")
+STRUCTURE = ("residual", "shortcut", "depth", "widen_factor", "groups", "width_per_group", "base_planes",
+             "replace_stride_with_dilation")
+# What a structure key's absence means (files written before it existed, networks that leave it out).
+STRUCTURE_DEFAULTS = {"replace_stride_with_dilation": [False, False, False]}
 
 
 def _check_structure(path, meta, model, arrays):
@@ -343,7 +348,8 @@ def _check_structure(path, meta, model, arrays):
 
     (When keys or shapes differ, ``load_state_dict`` lists them: that says more.)
     """
-    saved, own = meta.get("config") or {}, getattr(model, "config", None) or {}
+    saved = {**STRUCTURE_DEFAULTS, **(meta.get("config") or {})}
+    own = {**STRUCTURE_DEFAULTS, **(getattr(model, "config", None) or {})}
     differ = [key for key in STRUCTURE if key in saved and key in own and saved[key] != own[key]]
     shapes = {key: tuple(a.shape) for key, a in model.state_dict().items()}
     if differ and shapes == {key: tuple(a.shape) for key, a in arrays.items() if "/" not in key}:
