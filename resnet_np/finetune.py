@@ -145,10 +145,12 @@ def keep_frozen_batchnorm_in_eval(model, enabled=True):
     updates them, even in ``model.train()``. ``enabled=False`` lets every
     batch norm follow the model's mode again. Call it again after changing
     what is frozen (``freeze`` and ``unfreeze`` do).
+    A batch norm without weight and bias (``affine=False``) has nothing to
+    freeze: it follows the model's mode.
     """
     for m in model.modules():
         if isinstance(m, BatchNorm2d):
-            m.keep_eval = enabled and not any(p.requires_grad for p in m.parameters())
+            m.keep_eval = enabled and m.affine and not any(p.requires_grad for p in m.parameters())
     model.train(model.training)  # apply: the layers just marked leave train mode now
     return model
 

@@ -137,6 +137,18 @@ def test_frozen_batchnorm_statistics_stay_fixed_in_train_mode():
     assert int(after["layer2.0.bn1.num_batches_tracked"]) == 3
 
 
+def test_a_batchnorm_without_parameters_follows_the_mode_it_has_nothing_to_freeze():
+    from resnet_np.layers import BatchNorm2d
+
+    model = small_net()
+    model.layer2[0].bn1 = BatchNorm2d(model.layer2[0].bn1.num_features, affine=False)
+    finetune.freeze(model, "backbone")
+    finetune.keep_frozen_batchnorm_in_eval(model)
+    model.train()
+    assert model.bn1.keep_eval and not model.bn1.training               # frozen weight and bias: eval
+    assert not model.layer2[0].bn1.keep_eval and model.layer2[0].bn1.training
+
+
 def test_frozen_batchnorm_can_follow_the_data_when_asked():
     model = small_net()
     finetune.freeze(model, "conv1,bn1,layer1", keep_bn_stats=False)
