@@ -266,6 +266,24 @@ def test_convert_sync_batchnorm_keeps_keys_arrays_and_parameters():
     assert type(convert_sync_batchnorm(BatchNorm2d(3), world)) is SyncBatchNorm
 
 
+@pytest.mark.parametrize("options", [dict(affine=False), dict(track_running_stats=False),
+                                     dict(affine=False, track_running_stats=False, momentum=None)])
+def test_convert_sync_batchnorm_keeps_the_batch_norms_options(options):
+    """PyTorch's options survive the conversion: the same keys, and the numbers of one batch norm that sees
+    both mirrored ranks' batches at once (their union: x twice)."""
+    x = np.random.default_rng(0).standard_normal((4, 3, 5, 5))
+    dout = np.random.default_rng(1).standard_normal(x.shape)
+    bn = BatchNorm2d(3, **options).astype("float64")
+    sync = convert_sync_batchnorm(BatchNorm2d(3, **options).astype("float64"), MirrorWorld(2))
+    assert (sync.affine, sync.track_running_stats, sync.momentum) == (bn.affine, bn.track_running_stats, bn.momentum)
+    assert list(sync.state_dict()) == list(bn.state_dict())
+    for mode in ("train", "eval"):
+        getattr(bn, mode)(), getattr(sync, mode)()
+        np.testing.assert_allclose(sync(x), bn(np.concatenate([x, x]))[:4], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(sync.backward(dout), bn.backward(np.concatenate([dout, dout]))[:4],
+                                   rtol=1e-10, atol=1e-10)
+
+
 # -- DistributedDataParallel -----------------------------------------------------------------
 
 def gradients(model, x, y):

@@ -70,8 +70,9 @@ class SyncBatchNorm(BatchNorm2d):
     Each rank needs more than one value per channel (BatchNorm2d's check).
     """
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, world=None):
-        super().__init__(num_features, eps=eps, momentum=momentum)
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, world=None):
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine,
+                         track_running_stats=track_running_stats)
         self.world = world
 
     def _get_world(self):
@@ -118,7 +119,8 @@ class SyncBatchNorm(BatchNorm2d):
 
 
 def _synced_copy(bn, world):
-    sync = SyncBatchNorm(bn.num_features, eps=bn.eps, momentum=bn.momentum, world=world)
+    sync = SyncBatchNorm(bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
+                         track_running_stats=bn.track_running_stats, world=world)
     # The same Parameter objects and arrays: an optimizer made before still updates them.
     sync.weight, sync.bias = bn.weight, bn.bias
     for name in bn._buffer_names:
