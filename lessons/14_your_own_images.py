@@ -66,7 +66,8 @@ start_time = time.perf_counter()
 #
 # The training folder gets the first 100 cats and 100 dogs of CIFAR-10's
 # training split; the test folder 500 of each from its test split (which
-# no network here has trained on). Any photos would do: that is the point.
+# no network here has trained on; 25 in the quick run). Any photos would
+# do: that is the point.
 
 # %%
 CAT, DOG = 3, 5  # CIFAR-10's class numbers
