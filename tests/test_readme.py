@@ -114,3 +114,42 @@ def test_every_exercise_is_in_the_course_guide():
     assert exercises
     missing = [p.name for p in exercises if f"`{p.name}`" not in guide]
     assert not missing, f"add a row for each to the exercises table in lessons/README.md: {missing}"
+
+
+def pytorch_table():
+    """The rows of README's "From PyTorch, name for name" table: (PyTorch's names, ours, options) cells."""
+    section = README.split("## From PyTorch, name for name", 1)[1].split("\n## ", 1)[0]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| PyTorch") and not line.startswith("| ---")]
+
+
+def test_the_pytorch_table_names_only_what_exists():
+    """Every class the table names exists, and every option it lists is an argument of one of the row's
+    classes (or a function of the package): a renamed or removed option makes the README lie."""
+    import inspect
+
+    import resnet_np
+    from resnet_np import distributed, layers, models, optim
+
+    packages = {"layers": layers, "models": models, "optim": optim, "distributed": distributed}
+    rows = pytorch_table()
+    assert len(rows) >= 12
+    for theirs, ours, options in rows:
+        if ".*" in ours:  # "same names": PyTorch's names, found in our package
+            package = packages[ours.split("`")[1].split(".")[0]]
+            names = [n for n in re.findall(r"`(?:\w+\.)?(\w+)`", theirs) if hasattr(package, n)]
+        else:
+            names = re.findall(r"`(layers|models|optim|distributed)\.(\w+)`", ours)
+            package, names = None, [(packages[p], n) for p, n in names]
+        classes = [getattr(package, n) for n in names] if package else [getattr(p, n) for p, n in names]
+        assert classes, (theirs, ours)
+        accepted = set()
+        for c in classes:
+            for function in (c, getattr(c, "forward", None), getattr(c, "__call__", None)):
+                try:
+                    accepted |= set(inspect.signature(function).parameters)
+                except (TypeError, ValueError):
+                    pass
+        for option in re.findall(r"`([a-z_]+)`", options):
+            known = option in accepted or any(hasattr(m, option) for m in (resnet_np, *packages.values()))
+            assert known, f"README's PyTorch table: {option!r} is not an argument of {ours}"
