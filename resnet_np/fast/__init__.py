@@ -10,11 +10,16 @@ rounding) as the plain function each replaces:
 * ``conv``: the convolution in cache-sized chunks of images, and its backward
   through ``col2im``; ``transposed_conv``: the backward of a stride-1
   convolution as a convolution of dout (one im2col for dx and dW);
-* ``threads``: the images of a batch shared out among threads, one per core;
+* ``threads``: the images of a batch shared out among threads, one per core
+  (helper threads started once, each part handed over through two locks);
 * ``memory``: freed memory kept for the next step (glibc's ``mallopt``);
 * ``batchnorm``: batch norm in fused passes; ``relu``: ReLU without a scalar
-  operand; ``pooling``: max pooling's gradient routed straight to each
-  window's winner.
+  operand, its mask as bits where a block keeps it; ``pooling``: max
+  pooling's gradient routed straight to each window's winner;
+* ``blocks``: inside a BasicBlock or Bottleneck, ReLU and the residual
+  addition written over batch norm's output in one pass, and ReLU's and
+  batch norm's backward over the convolution's gradient: fewer passes over
+  memory, fewer arrays alive (the twin: the layers called one by one).
 
 The layers choose with one ``if`` per pass, on one switch:
 
