@@ -69,7 +69,7 @@ def count(module):
 # ## 1. The Bottleneck against the BasicBlock
 #
 # Both map 256 channels to 256 channels. The BasicBlock has two 3x3
-# convolutions of 256 x 256; the Bottleneck (``out_channels=64``: the width
+# convolutions of 256 x 256; the Bottleneck (``planes=64``: the width
 # of its 3x3, times ``expansion = 4`` at the output) has $256 \to 64 \to 64 \to 256$.
 
 # %%
