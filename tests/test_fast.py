@@ -12,9 +12,11 @@ import ast
 import inspect
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -270,6 +272,35 @@ def test_helper_threads_raise_share_and_nest():
         nested = fast.threads.for_each_part(lambda n0, n1: fast.threads.for_each_part(lambda a, b: (a, b), 6), 2)
         assert nested == [[(0, 2), (2, 4), (4, 6)]] * 2
     finally:
+        fast.set_num_threads(old)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs POSIX signals")
+def test_an_interrupted_wait_for_a_helper_leaves_the_next_call_right():
+    """Ctrl-C while the caller waits for a helper's part: the next call gets its own parts' results, not the
+    interrupted call's (the helper still busy with the old part is not handed the new one)."""
+    class Interrupt(Exception):
+        pass
+
+    def interrupt(signum, frame):
+        raise Interrupt
+
+    old_handler, old = signal.signal(signal.SIGALRM, interrupt), fast.get_num_threads()
+    fast.set_num_threads(2)
+    try:
+        def slow_first_part(n0, n1):
+            if n0 == 0:
+                time.sleep(0.3)
+            return ("old", n0)
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(Interrupt):
+            fast.threads.for_each_part(slow_first_part, 4)
+        assert fast.threads.for_each_part(lambda n0, n1: ("new", n0), 4) == [("new", 0), ("new", 2)]
+        time.sleep(0.3)                      # the old part ends meanwhile ...
+        assert fast.threads.for_each_part(lambda n0, n1: ("new", n0), 4) == [("new", 0), ("new", 2)]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
         fast.set_num_threads(old)
 
 

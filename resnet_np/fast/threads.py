@@ -144,6 +144,7 @@ class Helper:
         self._go.acquire()
         self._done.acquire()
         self._task = self._result = self._error = None
+        self.lost = False   # a join() interrupted (Ctrl-C) while the part still ran: never handed a part again
         threading.Thread(target=self._run, name="resnet_np", daemon=True).start()
 
     def _run(self):
@@ -164,7 +165,11 @@ class Helper:
         self._go.release()
 
     def join(self):
-        self._done.acquire()
+        try:
+            self._done.acquire()
+        except BaseException:
+            self.lost = True
+            raise
         result, error, self._result, self._error = self._result, self._error, None, None
         if error is not None:
             raise error
@@ -226,6 +231,7 @@ def _run_parts(fn, N, threads):
             except BaseException as e:
                 error = error or e
         if error is not None:
+            _helpers[:] = [helper for helper in _helpers if not helper.lost]
             raise error
         return results + [last]
     finally:
