@@ -84,7 +84,7 @@ def normalize(x, mean, var, eps, weight, bias, x_centered=None):
     out = xp.empty_like(x)
 
     def scale_and_shift(n0, n1):  # piece by piece: the second pass finds the piece in cache
-        for i0, i1 in pieces(n0, n1, x[0].nbytes):
+        for i0, i1 in pieces(n0, n1, threads.image_bytes(x)):
             xp.multiply(x_centered[i0:i1], scale_map, out=out[i0:i1])
             out[i0:i1] += bias_map
     threads.for_each_part(scale_and_shift, N, threads.min_images(x), xp)
@@ -110,7 +110,7 @@ def input_grad(dout, x_centered, inv_std, weight, sum_dout, sum_dout_xc, M, trai
         slope_map = per_channel(inv_std * (sum_dout_xc * inv_std) / M, dout.shape)
 
         def chain_rule(n0, n1):  # piece by piece, with one small buffer: the piece stays in cache
-            step = pieces(n0, n1, dout[0].nbytes)
+            step = pieces(n0, n1, threads.image_bytes(dout))
             buffer = xp.empty((step[0][1] - step[0][0],) + dout.shape[1:], dtype=dout.dtype) if step else None
             for i0, i1 in step:
                 d = xp.subtract(dout[i0:i1], mean_map, out=dx[i0:i1])

@@ -107,7 +107,7 @@ def masked_gradient_sums_(d, mask, x_centered):
     xp = get_array_module(d)
 
     def images(n0, n1):
-        for i0, i1 in threads.pieces(n0, n1, d[0].nbytes):
+        for i0, i1 in threads.pieces(n0, n1, threads.image_bytes(d)):
             xp.multiply(d[i0:i1], mask_of(mask, i0, i1), out=d[i0:i1])
         return plain_batchnorm.channel_sum(d[n0:n1]), plain_batchnorm.channel_sum(d[n0:n1], x_centered[n0:n1])
     parts = threads.for_each_part(images, len(d), threads.min_images(d), xp)

@@ -78,7 +78,7 @@ def relu_into(x, out, mask, residual=None):
     packed = isinstance(mask, PackedMask)
 
     def images(n0, n1):  # a share of the images per thread, piece by piece (the piece stays in cache)
-        for i0, i1 in pieces(n0, n1, x[0].nbytes):
+        for i0, i1 in pieces(n0, n1, threads.image_bytes(x)):
             if residual is not None:
                 xp.add(x[i0:i1], residual[i0:i1], out=out[i0:i1])
                 source = out[i0:i1]
@@ -108,7 +108,7 @@ def relu_backward(dout, mask, out=None):
     dx = xp.empty_like(dout) if out is None else out
 
     def images(n0, n1):
-        for i0, i1 in pieces(n0, n1, dout[0].nbytes):
+        for i0, i1 in pieces(n0, n1, threads.image_bytes(dout)):
             xp.multiply(dout[i0:i1], mask_of(mask, i0, i1), out=dx[i0:i1])
     threads.for_each_part(images, len(dout), threads.min_images(dout), xp)
     return dx

@@ -125,6 +125,11 @@ def min_images(x):
 PIECE_BYTES = 2 ** 20
 
 
+def image_bytes(x):
+    """The bytes of one image of the batch ``x`` (N, ...) (0 for an empty batch)."""
+    return x.nbytes // len(x) if len(x) else 0
+
+
 def pieces(n0, n1, per_image_bytes):
     """range(n0, n1) cut into (start, stop) pieces of about ``PIECE_BYTES`` each (at least one image)."""
     step = max(1, PIECE_BYTES // max(per_image_bytes, 1))
