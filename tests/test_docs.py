@@ -22,9 +22,6 @@ import pytest
 
 from _site import DOCS, ROOT, build, built_site, course_notebooks, needs_docs_packages
 
-# One worker builds the site once for both files (tests/_site.py caches the build per process).
-pytestmark = pytest.mark.xdist_group("site")
-
 SCREENSHOTS = DOCS / "_build" / "screenshots"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # Every page written in docs/ (the landing page, the course's pages, the guides that hold what the README

@@ -13,9 +13,6 @@ import pytest
 
 from _site import DOCS, ROOT, built_site, course_notebooks
 
-# One worker builds the site once for both files (tests/_site.py caches the build per process).
-pytestmark = pytest.mark.xdist_group("site")
-
 LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py"))
 EXERCISES = sorted((ROOT / "lessons" / "exercises").glob("ex[0-9][0-9]_*.py"))
 
