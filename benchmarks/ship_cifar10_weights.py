@@ -1,17 +1,18 @@
-"""Turn the finished CIFAR-10 ResNet-20 run into the weights the package ships, and report the result.
+"""Turn a finished CIFAR-10 run (ResNet-20 or ResNet-56) into the weights the package ships, and report the result.
 
-    RESNET_NP_DATA=../shared/data python benchmarks/ship_cifar10_weights.py
+    RESNET_NP_DATA=../shared/data python benchmarks/ship_cifar10_weights.py [--model resnet56 --checkpoint PATH]
 
-Reads the run's checkpoint (``benchmarks/runs/cifar10-resnet20/checkpoint.npz``,
+Reads the run's checkpoint (by default ``benchmarks/runs/cifar10-<model>/checkpoint.npz``,
 written by ``python -m resnet_np train``), measures the network on the
 10,000 CIFAR-10 test images in eval mode, and writes:
 
-- ``resnet_np/pretrained/resnet20_cifar10.npz``: the model alone, float32,
+- ``resnet_np/pretrained/<model>_cifar10.npz``: the model alone, float32,
   with the recipe, epochs, training time and accuracies in its metadata
-  (what ``resnet20(weights="cifar10")`` loads; paste the printed MD5 into
+  (what ``resnet20(weights="cifar10")`` or ``resnet56(...)`` loads; paste the printed MD5 into
   ``resnet_np/models/pretrained.py``);
-- ``benchmarks/results/cifar10_resnet20.md``: recipe, per-epoch table, result;
-- ``benchmarks/results/cifar10_resnet20_curves.png`` and ``..._confusion.png``.
+- ``benchmarks/results/cifar10_<model>.md``: recipe, per-epoch table, result;
+- ``benchmarks/results/cifar10_<model>_curves.png`` (the run's own, from beside its checkpoint) and
+  ``..._confusion.png``.
 """
 
 import argparse
@@ -29,13 +30,14 @@ from resnet_np.confusion import confusion_matrix, format_matrix, predict, save_c
 from resnet_np.data import DataLoader, load_dataset  # noqa: E402
 from resnet_np.models import save  # noqa: E402
 
-RUN = ROOT / "benchmarks" / "runs" / "cifar10-resnet20"
+RUNS = ROOT / "benchmarks" / "runs"
 RESULTS = ROOT / "benchmarks" / "results"
-PAPER_ACCURACY = 0.9125  # He et al. 2016, Table 6: ResNet-20, 8.75 % error
+# He et al. 2016, Table 6: ResNet-20 8.75 % error, ResNet-56 6.97 %.
+PAPER = {"resnet20": ("ResNet-20", 0.9125), "resnet56": ("ResNet-56", 0.9303)}
 
 
-def recipe_of(config):
-    return (f"ResNet-20 (shortcut option {config['shortcut']}), SGD lr {config['lr']:g} momentum "
+def recipe_of(name, config):
+    return (f"{name} (shortcut option {config['shortcut']}), SGD lr {config['lr']:g} momentum "
             f"{config['momentum']:g} weight decay {config['weight_decay']:g}, batch {config['batch_size']}, "
             f"{config['warmup_steps']} steps of linear warm-up then {config['schedule']} decay over "
             f"{config['epochs']} epochs, 4-pixel pad + random 32x32 crop and horizontal flip, inputs scaled to "
@@ -45,12 +47,19 @@ def recipe_of(config):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=str(RUN / "checkpoint.npz"))
-    parser.add_argument("--out", default=str(ROOT / "resnet_np" / "pretrained" / "resnet20_cifar10.npz"))
+    parser.add_argument("--model", choices=sorted(PAPER), default="resnet20")
+    parser.add_argument("--checkpoint", default=None, help="default: benchmarks/runs/cifar10-MODEL/checkpoint.npz")
+    parser.add_argument("--out", default=None, help="default: resnet_np/pretrained/MODEL_cifar10.npz")
     args = parser.parse_args()
+    arch = args.model
+    name, paper_accuracy = PAPER[arch]
+    checkpoint = pathlib.Path(args.checkpoint or RUNS / f"cifar10-{arch}" / "checkpoint.npz")
+    args.out = args.out or str(ROOT / "resnet_np" / "pretrained" / f"{arch}_cifar10.npz")
 
-    state = load_checkpoint(args.checkpoint)
+    state = load_checkpoint(checkpoint)
     model, history, config = state.model, state.history, state.config
+    if getattr(model, "arch", None) != arch:
+        sys.exit(f"{checkpoint} holds a {getattr(model, 'arch', 'network')}, not a {arch}: pass --model")
     if state.epoch < config["epochs"]:
         print(f"warning: the run stopped after epoch {state.epoch} of {config['epochs']}")
     test = load_dataset("cifar10", train=False)
@@ -59,7 +68,7 @@ def main():
     accuracy = float(matrix.trace() / matrix.sum())
     train_seconds = sum(history["seconds"])
     model.eval()
-    recipe = recipe_of(config)
+    recipe = recipe_of(name, config)
     meta = {"dataset": "cifar10", "classes": list(test.classes), "mean": list(test.mean), "std": list(test.std),
             "input": "float32 (N, 3, 32, 32), pixels scaled to [0, 1] then normalised per channel by mean and std",
             "recipe": recipe, "epochs": state.epoch, "schedule_epochs": config["epochs"],
@@ -73,35 +82,35 @@ def main():
     print(f"test accuracy {accuracy:.2%}; wrote {args.out} ({pathlib.Path(args.out).stat().st_size:,} bytes, "
           f"MD5 {md5}): put this MD5 into resnet_np/models/pretrained.py")
 
-    shutil.copyfile(RUN / "curves.png", RESULTS / "cifar10_resnet20_curves.png")
-    save_confusion_figure(matrix, test.classes, RESULTS / "cifar10_resnet20_confusion.png",
-                          title=f"ResNet-20 on the CIFAR-10 test set: {accuracy:.2%}")
+    shutil.copyfile(checkpoint.parent / "curves.png", RESULTS / f"cifar10_{arch}_curves.png")
+    save_confusion_figure(matrix, test.classes, RESULTS / f"cifar10_{arch}_confusion.png",
+                          title=f"{name} on the CIFAR-10 test set: {accuracy:.2%}")
     rows = "\n".join(f"| {e} | {tl:.4f} | {ta:.2%} | {vl:.4f} | {va:.2%} | {lr:.4f} | {s:.0f} |"
                      for e, tl, ta, vl, va, lr, s in zip(history["epoch"], history["train_loss"], history["train_acc"],
                                                          history["val_loss"], history["val_acc"], history["lr"],
                                                          history["seconds"]))
     if state.epoch < config["epochs"]:
-        title = (f"# CIFAR-10, ResNet-20: the run toward the paper's result "
+        title = (f"# CIFAR-10, {name}: the run toward the paper's result "
                  f"(interim: epoch {state.epoch} of {config['epochs']})")
         verdict = (f"the run is not finished: these are the figures of its checkpoint after epoch {state.epoch} of "
                    f"{config['epochs']}, with the learning rate still at {history['lr'][-1]:.4f} of its cosine")
     else:
-        title = "# CIFAR-10, ResNet-20: the paper's result reproduced by resnet_np"
-        verdict = "this run " + ("reaches it" if accuracy >= PAPER_ACCURACY else "falls short of it")
+        title = f"# CIFAR-10, {name}: the paper's result reproduced by resnet_np"
+        verdict = "this run " + ("reaches it" if accuracy >= paper_accuracy else "falls short of it")
     text = f"""{title}
 
 **Test accuracy {accuracy:.2%}** (error {1 - accuracy:.2%}) on the 10,000 CIFAR-10 test images, eval mode; the paper
-(He et al. 2016, Table 6) reports 8.75 % error (91.25 %) for ResNet-20: {verdict}.
+(He et al. 2016, Table 6) reports {1 - paper_accuracy:.2%} error ({paper_accuracy:.2%}) for {name}: {verdict}.
 
 - Recipe: {recipe}.
 - {state.epoch} epochs of 390 steps; training time {train_seconds / 3600:.2f} h (sum of the epochs' times, test-set
   evaluation excluded; the run went in pieces, resumed from its checkpoint with `--resume`).
 - Final training accuracy (on augmented batches, train mode): {history['train_acc'][-1]:.2%}.
-- Shipped as `resnet_np/pretrained/resnet20_cifar10.npz` ({pathlib.Path(args.out).stat().st_size:,} bytes, MD5
-  `{md5}`): `resnet_np.models.resnet20(weights="cifar10")`;
-  `python -m resnet_np evaluate --model resnet20 --weights cifar10 --dataset cifar10` prints it and this
+- Shipped as `resnet_np/pretrained/{arch}_cifar10.npz` ({pathlib.Path(args.out).stat().st_size:,} bytes, MD5
+  `{md5}`): `resnet_np.models.{arch}(weights="cifar10")`;
+  `python -m resnet_np evaluate --model {arch} --weights cifar10 --dataset cifar10` prints it and this
   matrix.
-- Curves: `cifar10_resnet20_curves.png`; confusion matrix: `cifar10_resnet20_confusion.png`.
+- Curves: `cifar10_{arch}_curves.png`; confusion matrix: `cifar10_{arch}_confusion.png`.
 - Machine: {describe()}
 
 ## Confusion matrix (rows: true class, columns: predicted)
@@ -116,7 +125,7 @@ def main():
 |---|---|---|---|---|---|---|
 {rows}
 """
-    write_results(RESULTS / "cifar10_resnet20.md", text)
+    write_results(RESULTS / f"cifar10_{arch}.md", text)
     return 0
 
 
