@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 import pytest
+from test_cli import tiny_folder
 
 from resnet_np import backend, cupy_strict
 from resnet_np import layers as L
@@ -277,18 +278,6 @@ def one_line_error(capsys, argv):
 def test_label_smoothing_is_checked_where_parsed(command, value, capsys):
     err = one_line_error(capsys, [*command, "--label-smoothing", value])
     assert "argument --label-smoothing: expected a number in [0, 1], e.g. 0.1" in err, err
-
-
-def tiny_folder(root, per_class=6, size=8):
-    from PIL import Image
-    rng = np.random.default_rng(0)
-    for label, name in enumerate(("left", "right")):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 80, (size, size, 3), dtype=np.uint8)
-            pixels[:, label * size // 2:(label + 1) * size // 2] += 150
-            Image.fromarray(pixels).save(root / name / f"{i:02d}.png")
-    return root
 
 
 def test_train_with_label_smoothing_and_resume_a_checkpoint_from_before_the_option(tmp_path, monkeypatch, capsys):
