@@ -405,11 +405,12 @@ def test_every_network_family_is_the_same_on_both_paths(family, train):
 # Planted bugs in the engine: the comparisons above must notice each
 # --------------------------------------------------------------------------------------------------
 
-def broken_copy(module, name, old, new):
-    """A copy of ``module.name`` with one piece of its source replaced (the planted bug)."""
+def broken_copy(module, name, old, new, namespace=None):
+    """A copy of ``module.name`` with one piece of its source replaced (the planted bug); ``namespace``: the
+    globals it sees, when ``module`` is a class (a method's: its module's)."""
     source = textwrap.dedent(inspect.getsource(getattr(module, name)))
     assert source.count(old) == 1, f"{name}: {old!r} must occur once"
-    namespace = dict(vars(module))
+    namespace = dict(vars(module) if namespace is None else namespace)
     exec(compile(source.replace(old, new), f"<{name} with a planted bug>", "exec"), namespace)
     return namespace[name]
 

@@ -19,7 +19,7 @@ functions of the same names and give the same results. What is faster here:
 from ..backend import get_array_module
 from ..checks import pair
 from ..layers.im2col import conv_output_size
-from . import threads, transposed_conv
+from . import row_taps, threads, transposed_conv
 from .buffers import column_buffer, images_per_chunk
 from .flat_im2col import col2im_cf, conv_grid_width, grouped_matmul, im2col_cf, input_buffer
 
@@ -49,6 +49,8 @@ def conv2d_im2col(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
     image_bytes = padded_image_bytes(x.shape, padding, x.dtype.itemsize)
     B = images_per_chunk(xp, N, C * KH * KW, OH * GW, x.dtype.itemsize, image_bytes)
 
+    if row_taps.pays(xp, C, F, kernel_size, stride, padding, dilation, groups):
+        return row_taps.conv2d(x, weight, bias)
     out = xp.empty((N, F, OH, OW), dtype=x.dtype)
 
     def images(n_start, n_stop):  # one thread's share of the batch, with buffers of its own (no larger than it)
@@ -76,7 +78,7 @@ def padded_image_bytes(shape, padding, itemsize):
     return C * (H + 2 * padding[0]) * (W + 2 * padding[1]) * itemsize
 
 
-ROUTES = ("auto", "col2im", "transposed")
+ROUTES = ("auto", "col2im", "transposed", "rows")
 
 
 def conv2d_backward(x, weight, dout, stride=1, padding=0, dilation=1, groups=1, need_input_grad=True,
@@ -85,13 +87,20 @@ def conv2d_backward(x, weight, dout, stride=1, padding=0, dilation=1, groups=1, 
 
     ``route`` chooses how dx is computed: "col2im" (any stride: dcols =
     W_mat.T @ dout, then col2im), "transposed" (stride 1 only: a convolution of
-    dout, ``transposed_conv.py``) or "auto" (the transposed route where it
-    applies and pays, ``transposed_conv.pays``).
+    dout, ``transposed_conv.py``), "rows" (a "same" convolution at stride 1:
+    the same, by kernel rows, ``row_taps.py``) or "auto" (the rows route
+    where it applies and pays, ``row_taps.pays``, else the transposed route
+    where it applies and pays, ``transposed_conv.pays``).
     """
     kernel_size, stride, padding, dilation = geometry(weight, stride, padding, dilation, "conv2d_backward")
     if route not in ROUTES:
         raise ValueError(f"conv2d_backward: route must be one of {', '.join(ROUTES)}, got {route!r}")
     C, F = x.shape[1], weight.shape[0]
+    if route == "rows":
+        row_taps.check_applies(kernel_size, stride, padding, dilation, groups, "conv2d_backward")
+    rows = row_taps.pays(get_array_module(dout), C, F, kernel_size, stride, padding, dilation, groups)
+    if route == "rows" or (route == "auto" and rows):
+        return row_taps.conv2d_backward(x, weight, dout, need_input_grad, need_weight_grad)
     if route == "auto":
         transposed = transposed_conv.pays(C, F, kernel_size, stride, padding, dilation)
     else:

@@ -19,7 +19,7 @@ from ..checks import (
     positive_int,
 )
 from ..fast import conv as fast_conv
-from ..fast import transposed_conv
+from ..fast import row_taps, transposed_conv
 from ..module import Module, Parameter
 from .im2col import col2im, conv_output_size, im2col, pad2d
 from .padding import PADDING_MODES, check_padding_fits, pad, pad_backward, same_padding
@@ -119,7 +119,7 @@ def conv2d_backward(x, weight, dout, stride=1, padding=0, dilation=1, groups=1, 
     return dx, dw
 
 
-BACKWARD_ROUTES = ("auto", "col2im", "transposed")
+BACKWARD_ROUTES = ("auto", "col2im", "transposed", "rows")
 PADDING_STRINGS = ("same", "valid")
 
 
@@ -184,8 +184,9 @@ class Conv2d(Module):
     in cache-sized chunks on every core, and at stride 1 may take dx as a
     convolution of dout with the flipped kernel (``resnet_np/fast/``).
     ``backward_route`` chooses its route: "col2im", "transposed" (stride 1
-    only) or "auto" (the transposed route where it pays). The plain path
-    has one route, col2im.
+    only), "rows" (a "same" convolution at stride 1, kernel row by kernel
+    row) or "auto" (the engine's choice). The plain path has one route,
+    col2im.
 
     ``weight`` has PyTorch's shape (out_channels, in_channels/groups, KH, KW)
     and is initialised as torchvision's ResNet does (He normal, fan_out).
@@ -219,7 +220,7 @@ class Conv2d(Module):
 
     @property
     def backward_route(self):
-        """How the fast path computes dx: "col2im", "transposed" (stride 1 only) or "auto"."""
+        """How the fast path computes dx: "col2im", "transposed" (stride 1 only), "rows" (same, stride 1) or "auto"."""
         return self._backward_route
 
     @backward_route.setter
@@ -228,6 +229,9 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d: backward_route must be one of {', '.join(BACKWARD_ROUTES)}, got {route!r}")
         if route == "transposed":
             transposed_conv.check_applies(self.kernel_size, self.stride, self.im2col_padding, self.dilation, "Conv2d")
+        if route == "rows":
+            row_taps.check_applies(self.kernel_size, self.stride, self.im2col_padding, self.dilation, self.groups,
+                                   "Conv2d")
         self._backward_route = route
 
     def forward(self, x):
