@@ -108,8 +108,11 @@ def release_blas():
         _blas_limit = None
 
 
-# A share smaller than this many bytes is not worth handing to a thread.
-MIN_PART_BYTES = 2 ** 18
+# A share smaller than this many bytes is not worth handing to a thread: waking a helper costs more than
+# a pass over less than a megabyte saves. Measured here (2 cores, batch 32): batch norm's forward pass over
+# 0.5-1 MB maps took 0.23-0.39 ms on one thread against 0.65-0.77 ms shared out at the old 256 kB; the
+# ResNet-20 step at batch 32 took 0.15-0.17 s against 0.17-0.19 s.
+MIN_PART_BYTES = 2 ** 20
 
 
 def min_images(x):
