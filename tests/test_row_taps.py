@@ -107,6 +107,8 @@ def test_the_engine_takes_the_route_only_where_it_pays():
     geometry = ((3, 3), (1, 1), (1, 1), (1, 1), 1)
     assert row_taps.pays(np, 16, 16, *geometry)
     assert not row_taps.pays(np, 3, 16, *geometry)       # a stem: three colour channels
+    assert row_taps.pays(np, 128, 128, *geometry)
+    assert not row_taps.pays(np, 128, 256, *geometry)    # many channels: im2col's one long product
     on_device = backend.get_array_module(backend.to_device(np.zeros(1), "cupy-strict"))
     assert not row_taps.pays(on_device, 16, 16, *geometry)   # a GPU keeps one im2col product per batch
 

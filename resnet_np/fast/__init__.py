@@ -10,6 +10,9 @@ rounding) as the plain function each replaces:
 * ``conv``: the convolution in cache-sized chunks of images, and its backward
   through ``col2im``; ``transposed_conv``: the backward of a stride-1
   convolution as a convolution of dout (one im2col for dx and dW);
+  ``row_taps``: a "same" convolution at stride 1 (ResNet's 3x3) as one
+  product per kernel row over KW shifted copies of the images, instead of
+  one product over KH*KW copies;
 * ``threads``: the images of a batch shared out among threads, one per core
   (helper threads started once, each part handed over through two locks);
 * ``memory``: freed memory kept for the next step (glibc's ``mallopt``);
