@@ -13,6 +13,8 @@ rounding) as the plain function each replaces:
   ``row_taps``: a "same" convolution at stride 1 (ResNet's 3x3) as one
   product per kernel row over KW shifted copies of the images, instead of
   one product over KH*KW copies;
+  ``pointwise``: a 1x1 convolution at stride 1 as one product per image,
+  straight on the (N, C, H, W) arrays (no copies);
 * ``threads``: the images of a batch shared out among threads, one per core
   (helper threads started once, each part handed over through two locks);
 * ``memory``: freed memory kept for the next step (glibc's ``mallopt``);

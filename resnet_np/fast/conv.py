@@ -19,7 +19,7 @@ functions of the same names and give the same results. What is faster here:
 from ..backend import get_array_module
 from ..checks import pair
 from ..layers.im2col import conv_output_size
-from . import row_taps, threads, transposed_conv
+from . import pointwise, row_taps, threads, transposed_conv
 from .buffers import column_buffer, images_per_chunk
 from .flat_im2col import col2im_cf, conv_grid_width, grouped_matmul, im2col_cf, input_buffer
 
@@ -51,6 +51,8 @@ def conv2d_im2col(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
 
     if row_taps.pays(xp, C, F, kernel_size, stride, padding, dilation, groups):
         return row_taps.conv2d(x, weight, bias)
+    if pointwise.pays(xp, kernel_size, stride, padding, groups, H, W):
+        return pointwise.conv2d(x, weight, bias)
     out = xp.empty((N, F, OH, OW), dtype=x.dtype)
 
     def images(n_start, n_stop):  # one thread's share of the batch, with buffers of its own (no larger than it)
@@ -89,8 +91,9 @@ def conv2d_backward(x, weight, dout, stride=1, padding=0, dilation=1, groups=1, 
     W_mat.T @ dout, then col2im), "transposed" (stride 1 only: a convolution of
     dout, ``transposed_conv.py``), "rows" (a "same" convolution at stride 1:
     the same, by kernel rows, ``row_taps.py``) or "auto" (the rows route
-    where it applies and pays, ``row_taps.pays``, else the transposed route
-    where it applies and pays, ``transposed_conv.pays``).
+    where it applies and pays, ``row_taps.pays``; for a 1x1 convolution at
+    stride 1 on large maps a product per image, ``pointwise.py``; else the
+    transposed route where it applies and pays, ``transposed_conv.pays``).
     """
     kernel_size, stride, padding, dilation = geometry(weight, stride, padding, dilation, "conv2d_backward")
     if route not in ROUTES:
@@ -101,6 +104,9 @@ def conv2d_backward(x, weight, dout, stride=1, padding=0, dilation=1, groups=1, 
     rows = row_taps.pays(get_array_module(dout), C, F, kernel_size, stride, padding, dilation, groups)
     if route == "rows" or (route == "auto" and rows):
         return row_taps.conv2d_backward(x, weight, dout, need_input_grad, need_weight_grad)
+    if route == "auto" and pointwise.pays(get_array_module(dout), kernel_size, stride, padding, groups,
+                                          *x.shape[2:]):
+        return pointwise.conv2d_backward(x, weight, dout, need_input_grad, need_weight_grad)
     if route == "auto":
         transposed = transposed_conv.pays(C, F, kernel_size, stride, padding, dilation)
     else:
