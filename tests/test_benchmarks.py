@@ -68,3 +68,31 @@ def test_scaling_benchmark_runs_quick(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| resnet") or line.startswith("| wrn")]
     assert len(rows) == 3 + 2 + 2, rows
     assert (tmp_path / "scaling.png").stat().st_size > 10_000
+
+
+def _bench_file(path, ratios):
+    """A bench.py results file with the training-step rows of ``ratios`` {(network, batch, image): ratio}."""
+    rows = "\n".join(f"| {net} | {batch} | {image} | 0.500 | 0.400 | {ratio:.2f}x | 1 | 1 |"
+                     for (net, batch, image), ratio in ratios.items())
+    path.write_text("# resnet_np benchmark (numpy)\n\n## Training steps\n\n| network | batch | image | ours (s) | "
+                    "PyTorch (s) | ours / PyTorch | ours images/s | PyTorch images/s |\n| --- |\n" + rows + "\n")
+    return str(path)
+
+
+def test_summarize_runs_gives_the_range_median_and_verdicts(tmp_path):
+    r128, r32, r18 = ("resnet20 (shortcut B)", "128", "32x32"), ("resnet20 (shortcut B)", "32", "32x32"), \
+        ("resnet18", "16", "224x224")
+    runs = [_bench_file(tmp_path / f"run{i}.md", {r128: a, r32: b, r18: c})
+            for i, (a, b, c) in enumerate([(0.98, 1.20, 0.9), (1.20, 1.30, 0.95), (0.95, 1.10, 0.99)])]
+    load = _bench_file(tmp_path / "load.md", {r128: 1.25, r32: 0.9})
+    out = tmp_path / "summary.md"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "summarize_runs.py"), *runs, "--load", load,
+                    "--out", str(out)], check=True, capture_output=True)
+    lines = out.read_text().splitlines()
+    row = next(line for line in lines if line.startswith("| resnet20 (shortcut B) | 128 "))
+    # median 0.98 <= 1.0, but one run at 1.20 > 1.15: not met
+    assert "| 0.98 | 1.20 | 0.95 | 0.95-1.20 | 0.98 |" in row and row.endswith("| NOT met |")
+    row = next(line for line in lines if line.startswith("| resnet20 (shortcut B) | 32 "))
+    assert "| 1.10-1.30 | 1.20 |" in row and row.endswith("| NOT met |")   # one run under 1.15, the median not
+    assert next(line for line in lines if line.startswith("| resnet18 ")).endswith("| met |")
+    assert "ours / PyTorch 1.25 (target <= 1.2: NOT met)" in out.read_text()
