@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+sys.path.append(str(pathlib.Path(__file__).resolve().parent.parent))  # after PYTHONPATH: an old checkout there wins
 from resnet_np import backend  # noqa: E402
 from resnet_np import layers as L  # noqa: E402
 from resnet_np.models import ARCHITECTURES  # noqa: E402
