@@ -26,6 +26,7 @@ from resnet_np import models as M
 from resnet_np.checkpoint import load_checkpoint
 from resnet_np.data import Dataset
 from resnet_np.data.loader import DataLoader
+from resnet_np.fast import row_taps
 from resnet_np.gradcheck import check_module, rel_error
 from resnet_np.layers import SoftmaxCrossEntropy
 from resnet_np.optim import SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, MultiStepLR, StepLR
@@ -287,7 +288,11 @@ def _fit(backend_name, out_dir, epochs=2, resume=None):
     return model, history
 
 
-def test_fit_checkpoint_resume_and_evaluate_on_the_stand_in(tmp_path):
+def test_fit_checkpoint_resume_and_evaluate_on_the_stand_in(tmp_path, monkeypatch):
+    # The CPU reference takes the device's convolution route (im2col, one product per kernel), not the engine's
+    # rows route: over two epochs the two routes' float32 roundings part by up to 3e-4, which would hide what
+    # this test is about (the device's arrays, checkpoint and resume) behind a looser tolerance.
+    monkeypatch.setattr(row_taps, "MAX_CHANNELS", 0)
     cpu_model, cpu_history = _fit("numpy", str(tmp_path / "cpu"))
     gpu_model, gpu_history = _fit("cupy-strict", str(tmp_path / "gpu"), epochs=1)
     assert_on_device(gpu_model)
