@@ -96,3 +96,23 @@ def test_summarize_runs_gives_the_range_median_and_verdicts(tmp_path):
     assert "| 1.10-1.30 | 1.20 |" in row and row.endswith("| NOT met |")   # one run under 1.15, the median not
     assert next(line for line in lines if line.startswith("| resnet18 ")).endswith("| met |")
     assert "ours / PyTorch 1.25 (target <= 1.2: NOT met)" in out.read_text()
+
+
+def test_profile_parts_counts_every_parallel_call_and_puts_the_engine_back(monkeypatch):
+    """benchmarks/profile_parts.py on a tiny step: each kind of part per step, and threads._run_parts restored."""
+    from benchmarks import profile_parts
+    from resnet_np import fast
+    monkeypatch.setattr(fast.threads, "MIN_PART_BYTES", 1)          # every pass in parts, even on tiny maps
+    old_threads = fast.get_num_threads()
+    fast.set_num_threads(2)
+    run_parts = fast.threads._run_parts
+    try:
+        step_time, totals, alone = profile_parts.profile("resnet20", 4, 2, 1)
+    finally:
+        fast.set_num_threads(old_threads)
+    assert fast.threads._run_parts is run_parts
+    # ResNet-20: 16 of its 19 convolutions are 3x3 at stride 1 (the rows route), forward and backward once a step.
+    assert totals["row_taps: conv2d.images"][0] == 16 and totals["row_taps: conv2d_backward.images"][0] == 16
+    inside = sum(t[1] for t in totals.values())
+    assert 0 < inside < step_time
+    assert set(alone) == set(totals) and all(t > 0 for t in alone.values())
