@@ -56,7 +56,8 @@ from . import threads
 # threads, alternating against the KH separate products with 2 MB chunks (the route before): 1 MB chunks with the
 # stacked product 0.79-0.97x the time at 16 channels 32x32 and 0.84-1.01x at 32 channels 16x16 (forward and
 # backward, batch 32 and 128, three runs), even at 64 channels 8x8 (0.95-1.08x); 2 MB chunks with the stacked
-# product were mixed (0.91-1.17x). Before, with KH products: 0.5 MB 40 % slower at 16 channels, 8 MB 35 %.
+# product were mixed (0.91-1.17x); ResNet-18's 64 and 128 channels at batch 16 even (0.87-1.07x). Before, with KH
+# products: 0.5 MB 40 % slower at 16 channels, 8 MB 35 %.
 CHUNK_BYTES = 2 ** 20
 # Fewer channels than this and the products are too thin to pay for the copies (a stem's 3 colour channels:
 # its weight gradient took twice as long as by im2col). More than MAX_CHANNELS and im2col's one long product
