@@ -10,9 +10,10 @@ rounding) as the plain function each replaces:
 * ``conv``: the convolution in cache-sized chunks of images, and its backward
   through ``col2im``; ``transposed_conv``: the backward of a stride-1
   convolution as a convolution of dout (one im2col for dx and dW);
-  ``row_taps``: a "same" convolution at stride 1 (ResNet's 3x3) as one
-  product per kernel row over KW shifted copies of the images, instead of
-  one product over KH*KW copies;
+  ``row_taps``: a "same" convolution at stride 1 (ResNet's 3x3) as the
+  products of the kernel rows with KW shifted copies of the images (taken
+  as one product of the stacked rows, its row blocks added shifted),
+  instead of one product over KH*KW copies;
   ``pointwise``: a 1x1 convolution at stride 1 as one product per image,
   straight on the (N, C, H, W) arrays (no copies);
 * ``threads``: the images of a batch shared out among threads, one per core
