@@ -33,11 +33,8 @@ import time
 import numpy as np
 
 sys.path.append(str(pathlib.Path(__file__).resolve().parent.parent))
-from resnet_np import backend  # noqa: E402
-from resnet_np import layers as L  # noqa: E402
+from benchmarks.profile_step import training_step  # noqa: E402
 from resnet_np.fast import threads, tuned  # noqa: E402
-from resnet_np.models import ARCHITECTURES  # noqa: E402
-from resnet_np.optim import SGD  # noqa: E402
 
 
 def part_name(fn):
@@ -76,22 +73,7 @@ class PartRecorder:
 
 
 def profile(model_name, batch, steps, repeat):
-    backend.manual_seed(0)
-    kwargs = {"shortcut": "B"} if model_name in ("resnet20", "resnet56", "resnet110") else {}
-    model = ARCHITECTURES[model_name](**kwargs)
-    model.need_input_grad = False
-    opt = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    loss_fn = L.SoftmaxCrossEntropy()
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
-    y = rng.integers(0, model.fc.out_features, batch)
-
-    def step():
-        loss_fn(model(x), y)
-        opt.zero_grad()
-        model.backward(loss_fn.backward())
-        opt.step()
-
+    step = training_step(model_name, batch)[-1]
     recorder = PartRecorder(threads._run_parts)
     threads._run_parts = recorder
     try:

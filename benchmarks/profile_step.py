@@ -38,7 +38,10 @@ def timed(method, totals, key):
     return wrapper
 
 
-def profile(model_name, batch, steps, size=32):
+def training_step(model_name, batch, size=32):
+    """(model, loss_fn, opt, step): a network (shortcut B for the CIFAR ResNets) and ``step()``, one SGD training
+    step on a fixed batch of random images. ``step`` looks the layers' and the optimizer's methods up when it
+    runs, so timers set on them afterwards count."""
     backend.manual_seed(0)
     kwargs = {"shortcut": "B"} if model_name in ("resnet20", "resnet56", "resnet110") else {}
     model = ARCHITECTURES[model_name](**kwargs)
@@ -49,6 +52,16 @@ def profile(model_name, batch, steps, size=32):
     x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
     y = rng.integers(0, model.fc.out_features, batch)
 
+    def step():
+        loss_fn(model(x), y)
+        opt.zero_grad()
+        model.backward(loss_fn.backward())
+        opt.step()
+    return model, loss_fn, opt, step
+
+
+def profile(model_name, batch, steps, size=32):
+    model, loss_fn, opt, step = training_step(model_name, batch, size)
     totals = collections.Counter()
     for module in model.modules():
         if not list(module.children()):
@@ -66,12 +79,6 @@ def profile(model_name, batch, steps, size=32):
     loss_fn.forward = timed(loss_fn.forward, totals, "loss")
     loss_fn.backward = timed(loss_fn.backward, totals, "loss")
     opt.step = timed(opt.step, totals, "optimizer step")
-
-    def step():
-        loss_fn(model(x), y)
-        opt.zero_grad()
-        model.backward(loss_fn.backward())
-        opt.step()
 
     step()
     step()  # warm-up
