@@ -116,3 +116,22 @@ def test_profile_parts_counts_every_parallel_call_and_puts_the_engine_back(monke
     inside = sum(t[1] for t in totals.values())
     assert 0 < inside < step_time
     assert set(alone) == set(totals) and all(t > 0 for t in alone.values())
+
+
+def test_depth_table_reads_resumed_logs_and_counts_hours_at_the_quiet_pace(tmp_path):
+    """benchmarks/depth_cifar10.py: a resumed epoch printed twice counts once (its last record), and an epoch
+    whose wall time includes a pause of the run does not stretch the hours (the median epoch's pace)."""
+    from benchmarks import depth_cifar10
+    line = "epoch {}/{}: train loss 0.5, train acc 80.00%, test loss 0.7, test acc {}% (80 images/s, {} s)"
+    log20 = tmp_path / "r20.log"
+    log20.write_text("\n".join([line.format(1, 2, 60.0, 600), "=== resumed ===", line.format(1, 2, 61.0, 600),
+                                line.format(2, 2, 91.5, 600)]) + "\n")
+    log56 = tmp_path / "r56.log"
+    log56.write_text("\n".join(line.format(e, 100, 50.0 + e, 36000 if e == 2 else 600) for e in (1, 2, 3)) + "\n")
+    rows, total = depth_cifar10.read_log(log20)
+    assert total == 2 and [r[0] for r in rows] == [1, 2] and abs(rows[0][1] - 39.0) < 1e-9
+    text = depth_cifar10.table({"ResNet-20": depth_cifar10.read_log(log20),
+                                "ResNet-56": depth_cifar10.read_log(log56)})
+    ours = [row for row in text.splitlines() if "resnet_np" in row]
+    assert ours[0].endswith("| 8.50 % | 91.50 % | 2 | 0.3 |"), ours[0]              # 2 epochs x 600 s
+    assert "(epoch 3 of 100: still training)" in ours[1] and ours[1].endswith("| 3 | 0.5 |"), ours[1]  # 3 x 600 s
