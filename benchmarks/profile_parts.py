@@ -38,7 +38,7 @@ from resnet_np.fast import threads, tuned  # noqa: E402
 
 
 def part_name(fn):
-    """'conv2d.images' for the part function ``images`` defined in ``conv2d`` (its module's file name first)."""
+    """'row_taps: conv2d.images' for the part function ``images`` defined in ``row_taps.conv2d``."""
     module = getattr(fn, "__module__", "") or ""
     return f"{module.rsplit('.', 1)[-1]}: {getattr(fn, '__qualname__', repr(fn)).replace('.<locals>', '')}"
 
@@ -68,7 +68,7 @@ class PartRecorder:
             starts = sorted(times)
             self.totals[part_name(fn)] += (1, wall, times[starts[-1]], sum(times[s] for s in starts[:-1]))
         if self.keeping:
-            self.calls.append((fn, N, count, wall))
+            self.calls.append((fn, N, count))
         return result
 
 
@@ -89,7 +89,7 @@ def profile(model_name, batch, steps, repeat):
             step()
             recorder.keeping = False
             alone = collections.defaultdict(float)
-            for fn, N, count, _ in recorder.calls:
+            for fn, N, count in recorder.calls:
                 times = []
                 for _ in range(repeat):
                     start = time.perf_counter()
