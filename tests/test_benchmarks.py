@@ -4,6 +4,8 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
+
 from _mnist import needs_mnist
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -135,3 +137,42 @@ def test_depth_table_reads_resumed_logs_and_counts_hours_at_the_quiet_pace(tmp_p
     ours = [row for row in text.splitlines() if "resnet_np" in row]
     assert ours[0].endswith("| 8.50 % | 91.50 % | 2 | 0.3 |"), ours[0]              # 2 epochs x 600 s
     assert "(epoch 3 of 100: still training)" in ours[1] and ours[1].endswith("| 3 | 0.5 |"), ours[1]  # 3 x 600 s
+
+
+def test_row_taps_parts_times_every_chunk_of_each_part(monkeypatch):
+    """benchmarks/row_taps_parts.py: each round's copies and products cover every chunk of the images (not the
+    first chunk only), once per part, and the additions are what the product alone leaves of the engine's call."""
+    from benchmarks import row_taps_parts
+    from resnet_np.fast import row_taps
+    per_image = 3 * 8 * (8 + 1) * 8 * 4                 # three shifted copies of one 8-channel 8x8 image, float32
+    monkeypatch.setattr(row_taps, "CHUNK_BYTES", 4 * per_image)
+    loads, products = [], []
+    load = row_taps.Chunk.load
+    matmul = np.matmul
+    monkeypatch.setattr(row_taps.Chunk, "load", lambda self, images: loads.append(len(images)) or load(self, images))
+    monkeypatch.setattr(np, "matmul", lambda *a, **k: products.append(a[1].shape) or matmul(*a, **k))
+    old_threads = row_taps.threads.get_num_threads()
+    row_taps.threads.set_num_threads(1)
+    try:
+        N, B, ms = row_taps_parts.measure(8, 8, 12, 2, np.random.default_rng(0))
+    finally:
+        row_taps.threads.set_num_threads(old_threads)
+    assert (N, B) == (12, 4)
+    # One load to start, then per round: the copies part and the whole conv2d, three chunks of 4 images each.
+    assert loads == [4] + [4] * 3 * 2 * 2, loads
+    # Per round: the product part, the product inside the engine's call, the whole conv2d's: three chunks each.
+    assert len(products) == 3 * 3 * 2, products
+    assert set(ms) == set(row_taps_parts.PARTS) and all(v >= 0 for v in ms.values()) and ms["product"] > 0
+    assert abs(row_taps_parts.conv_gflop(1, 1, 1) - 18e-9) < 1e-20
+
+
+def test_row_taps_parts_writes_its_table_and_gives_the_threads_back(tmp_path):
+    from benchmarks import row_taps_parts
+    from resnet_np import fast
+    before = fast.get_num_threads()
+    out = tmp_path / "parts.md"
+    assert row_taps_parts.main(["--images", "1", "--rounds", "1", "--out", str(out)]) == 0
+    assert fast.get_num_threads() == before
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "->" in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| 16->16 @32x32", "| 32->32 @16x16", "| 64->64 @8x8"]
+    assert "kernel" in out.read_text()
