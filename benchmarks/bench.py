@@ -32,7 +32,7 @@ How, so that the comparison is fair:
 
 Our worker runs inside ``resnet_np.fast.tuned()``, as ``fit`` does. With
 ``--plain`` it times the plain layers (``resnet_np.use_fast(False)``),
-ResNet-20's steps only. ``--focus`` times only issue 28's comparison: the
+ResNet-20's steps only. ``--focus`` times only the comparison of the last performance round: the
 ResNet-20 (shortcut B) step at batch 32 and 128, no layer rows, each round's
 figures listed. ``--load`` runs a memory-bound neighbour beside every worker:
 a process of its own copying a 128 MB array over another in a loop (one
@@ -413,7 +413,7 @@ def main():
     parser.add_argument("--plain", action="store_true",
                         help="our worker on the plain layers (resnet_np.use_fast(False)): ResNet-20 steps only")
     parser.add_argument("--focus", action="store_true",
-                        help="issue 28's comparison only: the ResNet-20 step at batch 32 and 128, each round listed")
+                        help="the ResNet-20 step at batch 32 and 128 only (the targets' comparison), each round listed")
     parser.add_argument("--load", action="store_true",
                         help="a memory-bound neighbour process (a 128 MB array copy loop, one core) beside the workers")
     parser.add_argument("--worker", choices=["ours", "torch"], default=None, help=argparse.SUPPRESS)

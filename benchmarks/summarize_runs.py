@@ -1,4 +1,4 @@
-"""Issue 28's verdict from separate runs of bench.py: each step's ours/PyTorch ratio per run, their range and median.
+"""Separate runs of bench.py against the speed targets: each step's ours/PyTorch ratio per run, range and median.
 
     python benchmarks/bench.py --rounds 3 --out benchmarks/results/bench_numpy_run1.md   (and run2, run3)
     python benchmarks/bench.py --focus --load --rounds 4
@@ -19,7 +19,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
-# (network, batch, image): (what the median must not exceed, what no run may exceed or None), from issue 28.
+# (network, batch, image): (what the median must not exceed, what no run may exceed or None): the targets of the
+# last performance round.
 TARGETS = {
     ("resnet20 (shortcut B)", "128", "32x32"): (1.0, 1.15),
     ("resnet20 (shortcut B)", "32", "32x32"): (1.15, None),
@@ -54,14 +55,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="*", help="bench.py results files (default: results/bench_numpy_run*.md)")
     parser.add_argument("--load", default=str(RESULTS / "bench_numpy_focus_load.md"))
-    parser.add_argument("--out", default=str(RESULTS / "bench_numpy_issue28.md"))
+    parser.add_argument("--out", default=str(RESULTS / "bench_numpy_runs.md"))
     args = parser.parse_args()
     runs = args.runs or sorted(str(p) for p in RESULTS.glob("bench_numpy_run*.md"))
     if not runs:
         raise SystemExit("no runs: give bench.py results files, or write results/bench_numpy_run1.md ... first")
     tables = [step_ratios(path) for path in runs]
     names = [pathlib.Path(path).name for path in runs]
-    lines = ["# Issue 28: ours / PyTorch over separate full runs of bench.py", "",
+    lines = ["# Ours / PyTorch over separate full runs of bench.py", "",
              "Each column is one full run of `benchmarks/bench.py` (its own alternating rounds, medians); "
              "written by `benchmarks/summarize_runs.py` from: " + ", ".join(f"`{n}`" for n in names) + ".", "",
              "| network | batch | image | " + " | ".join(f"run {i + 1}" for i in range(len(runs)))

@@ -2,7 +2,7 @@
 
     python benchmarks/winograd_probe.py [--repeat 5] [--batch 128]
 
-Issue 15 named Winograd's minimal filtering as a candidate for the 3x3,
+An earlier round of performance work named Winograd's minimal filtering as a candidate for the 3x3,
 stride-1 convolutions: an output tile of 2x2 pixels costs 16 multiplications
 per (input, output) channel pair instead of 36, 2.25 times fewer.
 

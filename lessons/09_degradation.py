@@ -385,5 +385,7 @@ else:  # resnet_np installed from a wheel: the repository's benchmarks are not t
 #   initialisation they are badly unbalanced across layers. Shortcuts keep
 #   every layer close to the loss, so its gradient stays in proportion.
 # * The paper's scale (CIFAR-10, 64k steps, 110 layers) shows it more
-#   strongly still; ``python -m resnet_np train --model plain56`` vs
-#   ``--model resnet56`` reproduces it (on a GPU: ``--backend cupy``).
+#   strongly still; ``python -m resnet_np train --dataset cifar10 --model
+#   plain56 --epochs 164 --schedule multistep`` against the same with
+#   ``--model resnet56`` reproduces it (hours on a CPU; on a GPU add
+#   ``--backend cupy``).

@@ -193,7 +193,7 @@ assert drift_kept == 0 and drift_free > 0
 #
 # How much smaller? The ImageNet habit is $\eta_{\text{backbone}} = \eta_{\text{head}} / 10$. Here that holds the
 # backbone back too much: its last stage learned features that tell 0-4
-# apart, and they have to change for 5-9. ``benchmarks/transfer.md``
+# apart, and they have to change for 5-9. ``benchmarks/results/transfer.md``
 # measures it (half the head's rate was best among the lower ones).
 #
 # ``model.need_input_grad = False`` lets the backward pass stop below the
