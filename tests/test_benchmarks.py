@@ -176,3 +176,39 @@ def test_row_taps_parts_writes_its_table_and_gives_the_threads_back(tmp_path):
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "->" in line]
     assert [row.split(" | ")[0] for row in rows] == ["| 16->16 @32x32", "| 32->32 @16x16", "| 64->64 @8x8"]
     assert "kernel" in out.read_text()
+
+
+def test_threads_vs_processes_runs_the_pair_at_once_on_half_the_batch_each(monkeypatch):
+    """benchmarks/threads_vs_processes.py: the two one-thread processes of a round both start before either is
+    waited for, each on half the batch; the report's per-batch time of the pair is the slower one's."""
+    from benchmarks import threads_vs_processes as tvp
+    events = []
+
+    class Fake:
+        def __init__(self, threads, batch):
+            self.threads, self.batch, self.returncode = threads, batch, 0
+
+        def communicate(self):
+            events.append(("wait", self.threads, self.batch))
+            return f"{0.1 * self.batch / (1 + (self.threads == 2))}\n", None
+
+    def launch(threads, batch, steps):
+        events.append(("start", threads, batch))
+        return Fake(threads, batch)
+
+    monkeypatch.setattr(tvp, "launch", launch)
+    seconds = tvp.one_round(8, 1, tvp.WAYS)
+    assert events == [("start", 1, 8), ("wait", 1, 8), ("start", 2, 8), ("wait", 2, 8),
+                      ("start", 1, 4), ("start", 1, 4), ("wait", 1, 4), ("wait", 1, 4)], events
+    assert seconds == {tvp.WAYS[0]: 0.8, tvp.WAYS[1]: 0.4, tvp.WAYS[2]: 0.4}
+    text = tvp.report([seconds, {tvp.WAYS[0]: 1.0, tvp.WAYS[1]: 0.6, tvp.WAYS[2]: 0.5}], 8, 1)
+    assert "| 1 process x 2 threads | 0.500 | 0.400, 0.600 | 1.80x |" in text, text
+    assert "Two threads take 1.11x the time of two processes" in text   # 0.5 against 0.45
+
+
+def test_threads_vs_processes_measures_for_real(tmp_path):
+    out = tmp_path / "tvp.md"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "threads_vs_processes.py"), "--batch", "4", "--steps",
+                    "1", "--rounds", "1", "--out", str(out)], check=True, capture_output=True)
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "process" in line]
+    assert len(rows) == 3 and all(float(row.split(" | ")[1]) > 0 for row in rows), rows
