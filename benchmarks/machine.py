@@ -32,9 +32,20 @@ def blas_info():
         return buffer.getvalue().split("\n")[0]
 
 
+def blas_kernel():
+    """The kernel OpenBLAS chose for this CPU (Haswell, SkylakeX, Zen, ...), as threadpoolctl reports it."""
+    try:
+        from threadpoolctl import threadpool_info
+        kernels = [i.get("architecture") for i in threadpool_info() if i.get("user_api") == "blas"]
+    except Exception:
+        return None
+    return ", ".join(k for k in kernels if k) or None
+
+
 def describe():
+    kernel = blas_kernel()
     return (f"{cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
-            f"NumPy {np.__version__} ({blas_info()})")
+            f"NumPy {np.__version__} ({blas_info()}{f', kernel {kernel}' if kernel else ''})")
 
 
 def write_results(path, text):

@@ -107,21 +107,13 @@ def best_product_rate(rounds):
     return 2 * 192 * 192 * 8192 / median(seconds) / 1e9
 
 
-def blas_kernel():
-    from threadpoolctl import threadpool_info
-
-    return ", ".join(f"{i['internal_api']} kernel {i.get('architecture')}" for i in threadpool_info()
-                     if i.get("user_api") == "blas") or "unknown"
-
-
 def conv_gflop(N, C, H):
     return 2 * N * C * C * 9 * H * H / 1e9
 
 
 def report(rows, best, images, rounds):
     lines = ["# A 3x3 convolution's forward pass in the engine, part by part", "",
-             f"`python benchmarks/row_taps_parts.py --images {images} --rounds {rounds}`; {describe()}, "
-             f"{blas_kernel()}; one thread, "
+             f"`python benchmarks/row_taps_parts.py --images {images} --rounds {rounds}`; {describe()}; one thread, "
              "BLAS at one thread, float32, medians of alternating rounds (ms). Rates count the convolution's own "
              "multiply-adds.", "",
              "| layer | images | per chunk | " + " | ".join(PARTS) + " | product GFLOP/s | whole GFLOP/s |",
