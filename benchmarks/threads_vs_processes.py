@@ -28,7 +28,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -41,20 +40,14 @@ WAYS = ["1 process x 1 thread", "1 process x 2 threads", "2 processes x 1 thread
 
 def worker(threads, batch, steps):
     """One process's median step (s), after two warm-up steps."""
+    from benchmarks.bench import median_time
     from benchmarks.profile_step import training_step
     from resnet_np import fast
 
     fast.set_num_threads(threads)
     with fast.tuned():
         step = training_step("resnet20", batch)[3]
-        step()
-        step()
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        return median_time(step, steps, 2, lambda: None)
 
 
 def launch(threads, batch, steps):
