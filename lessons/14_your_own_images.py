@@ -46,6 +46,8 @@ from resnet_np.models import pretrained, resnet20, weights  # noqa: E402
 from resnet_np.optim import SGD, CosineAnnealingLR, LinearWarmup  # noqa: E402
 from resnet_np.train import evaluate, fit  # noqa: E402
 
+from _common import stop_without_data  # noqa: E402  (lessons/_common.py)
+
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true", help="fewer photos and steps, one seed, for the test suite")
 parser.add_argument("--out", default="out/lessons/14_your_own_images", help="folder for the figures and photos")
@@ -111,7 +113,7 @@ try:
     write_folder(pets / "test", test_pool.images[keep], test_pool.labels[keep], ["cat", "dog"])
 except (OSError, ValueError) as e:  # no CIFAR-10 files (and --quick never downloads), or a bad MD5
     if not args.quick:
-        raise
+        stop_without_data(e)
     print(f"CIFAR-10 is not available ({str(e).splitlines()[0]}); --quick never downloads, so this run uses "
           "synthetic photos. Set RESNET_NP_DATA to a folder with cifar10/ in it for the real thing.")
     source = "synthetic photos"

@@ -39,6 +39,8 @@ from resnet_np.data import load_dataset  # noqa: E402
 from resnet_np.layers import SoftmaxCrossEntropy  # noqa: E402
 from resnet_np.models import pretrained, resnet20, weights  # noqa: E402
 
+from _common import stop_without_data  # noqa: E402  (lessons/_common.py)
+
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true", help="a few hundred test images, for the test suite")
 parser.add_argument("--out", default="out/lessons/15_input_gradient", help="folder for the figures")
@@ -68,7 +70,10 @@ std = to_device(np.array(info["std"], dtype=np.float32).reshape(1, 3, 1, 1))
 model = resnet20(weights="cifar10")
 model.eval()  # batch norm with its running statistics: one image's gradient does not depend on the others
 
-test = load_dataset("cifar10", train=False, download=not args.quick)
+try:
+    test = load_dataset("cifar10", train=False, download=not args.quick)
+except (OSError, ValueError) as e:   # no CIFAR-10 files (--quick never downloads), a failed download, a bad MD5
+    stop_without_data(e, args.quick)
 count = 200 if args.quick else 2000
 pick = np.random.default_rng(0).permutation(len(test))[:count]
 pixels = test.images[pick].astype(np.float32) / 255.0   # (N, 3, 32, 32) in [0, 1]

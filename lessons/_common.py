@@ -1,4 +1,4 @@
-"""What lessons 8 and 9 share: the digits they train on — real MNIST, or a synthetic stand-in.
+"""What the lessons on real data share: the digits of lessons 8, 9, 10 and 12, and how a lesson stops without data.
 
 ``load_digits(quick)`` returns the MNIST training and test sets as
 ``resnet_np.data.Dataset`` objects. The files are looked for where
@@ -8,6 +8,10 @@ without the files it falls back, saying why, to ``synthetic_digits``, the ten
 digits rendered from a font, shifted and noisy: same shapes and classes as
 MNIST, learnable in a few dozen steps. ``shrink`` halves the images to
 14 x 14, which makes every convolution four times cheaper.
+
+``stop_without_data(error)`` ends a lesson whose dataset cannot be had
+(offline, no files, a bad MD5) with the loader's own message — which files
+are missing, where to put them — instead of a traceback.
 """
 
 import numpy as np
@@ -57,12 +61,18 @@ def load_digits(quick, synthetic_sizes=(4000, 1000)):
         return train, test, "MNIST"
     except (OSError, ValueError) as e:  # missing files (FileNotFoundError), a failed download, a bad MD5
         if not quick:
-            raise
+            stop_without_data(e)
         first_line = str(e).splitlines()[0]
         print(f"real MNIST is not available ({first_line}); --quick never downloads, so this run uses "
               f"synthetic digits instead. Set RESNET_NP_DATA to a folder with mnist/ in it for the real thing.")
         return synthetic_digits(synthetic_sizes[0], seed=0), synthetic_digits(synthetic_sizes[1], seed=1), \
             "synthetic digits"
+
+
+def stop_without_data(error, quick=False):
+    """End the lesson with ``error``'s message (the data loader says which files and where), exit status 1."""
+    hint = " (--quick never downloads: run the lesson without it to download the files)" if quick else ""
+    raise SystemExit(f"this lesson needs its dataset{hint}: {error}")
 
 
 def shrink(ds):

@@ -61,3 +61,34 @@ def test_quick_lessons_never_download(tmp_path, monkeypatch):
     assert train.images.shape == (200, 1, 28, 28) and test.images.shape == (50, 1, 28, 28)
     assert set(train.labels.tolist()) == set(range(10))
     assert not any(tmp_path.iterdir()), "nothing may be written where the data would go"
+
+
+def test_a_lesson_without_its_dataset_stops_with_the_loaders_message_not_a_traceback(tmp_path):
+    """Lesson 15 needs CIFAR-10's test images, and --quick never downloads: without the files it ends with the
+    message that says which file is missing and where to put it (exit status 1), not a traceback."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg", RESNET_NP_DATA=str(tmp_path))
+    result = subprocess.run([sys.executable, str(ROOT / "lessons" / "15_input_gradient.py"), "--quick", "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True, env=env, cwd=str(tmp_path),
+                            timeout=300)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "cifar-10-python.tar.gz" in result.stderr and "--quick never downloads" in result.stderr
+
+
+def test_a_full_lesson_whose_download_fails_stops_with_the_message(tmp_path, monkeypatch):
+    """Without --quick, lessons download MNIST; when that fails (offline), the lesson ends with the loader's
+    message (which files, where to put them) as SystemExit, not an exception's traceback."""
+    import resnet_np.data.download as download
+
+    def offline(name, folder, expected_md5, mirrors):   # what download() returns when every mirror fails
+        return [f"{mirrors[0]}{name}: URLError: no network"]
+
+    monkeypatch.setattr(download, "download", offline)
+    monkeypatch.setenv("RESNET_NP_DATA", str(tmp_path))
+    spec = importlib.util.spec_from_file_location("lessons_common", ROOT / "lessons" / "_common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    with pytest.raises(SystemExit) as stop:
+        common.load_digits(quick=False)
+    message = str(stop.value.code)
+    assert message.startswith("this lesson needs its dataset") and "train-images-idx3-ubyte.gz" in message, message
