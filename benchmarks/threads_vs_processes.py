@@ -11,7 +11,12 @@ each in fresh processes, the ways taking turns round after round:
 * two processes at once, one thread each, each stepping half the batch —
   the work of one step of the whole batch, split as data parallelism splits
   it, but with nothing shared between the halves (no batch-norm statistics,
-  no gradients exchanged): the most two cores can give this step.
+  no gradients exchanged): the most two cores can give this step;
+* where mpi4py and mpiexec are installed: the same split as a real training
+  step, two MPI ranks (``DistributedDataParallel`` and ``SyncBatchNorm``: the
+  batch's statistics and its gradient, the same step as one process takes);
+* where PyTorch is installed: its step, one process with two threads
+  (``benchmarks/torch_models.py``), for scale.
 
 "per batch" is the time for the whole batch: the step's own time for the
 first two, the slower process's median step for the third. If the threads
@@ -23,6 +28,7 @@ OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import pathlib
@@ -36,26 +42,79 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.machine import describe, write_results  # noqa: E402
 
 WAYS = ["1 process x 1 thread", "1 process x 2 threads", "2 processes x 1 thread, half the batch each"]
+MPI_WAY = "2 MPI ranks x 1 thread, half the batch each (DistributedDataParallel + SyncBatchNorm)"
+TORCH_WAY = "PyTorch, 1 process x 2 threads"
+MPIEXEC = pathlib.Path(sys.executable).parent / "mpiexec"
 
 
-def worker(threads, batch, steps):
-    """One process's median step (s), after two warm-up steps."""
+def available_ways():
+    """The three ways, then the MPI step and PyTorch's where they can run here."""
+    ways = list(WAYS)
+    if MPIEXEC.exists() and importlib.util.find_spec("mpi4py") is not None:
+        ways.append(MPI_WAY)
+    if importlib.util.find_spec("torch") is not None:
+        ways.append(TORCH_WAY)
+    return ways
+
+
+def worker(kind, threads, batch, steps):
+    """One process's median step (s), after two warm-up steps; under mpiexec ("mpi"), the slower rank's."""
     from benchmarks.bench import median_time
+
+    if kind == "torch":
+        import torch
+
+        from benchmarks.torch_models import build
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        net = build("resnet20")
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+        x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+
+        def step():
+            loss = torch.nn.functional.cross_entropy(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return median_time(step, steps, 2, lambda: None)
+
     from benchmarks.profile_step import training_step
-    from resnet_np import fast
+    from resnet_np import distributed, fast
+    from resnet_np.optim import SGD
 
     fast.set_num_threads(threads)
     with fast.tuned():
-        step = training_step("resnet20", batch)[3]
-        return median_time(step, steps, 2, lambda: None)
+        if kind == "ours":
+            return median_time(training_step("resnet20", batch)[3], steps, 2, lambda: None)
+        world = distributed.init()
+        model, loss_fn, _, _ = training_step("resnet20", batch)
+        model = distributed.DistributedDataParallel(distributed.convert_sync_batchnorm(model, world), world)
+        opt = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+        rng = np.random.default_rng(world.rank)   # each rank its own half of the batch
+        x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+        y = rng.integers(0, 10, batch)
+
+        def step():
+            loss_fn(model(x), y)
+            opt.zero_grad()
+            model.backward(loss_fn.backward())
+            opt.step()
+        world.barrier()
+        seconds = max(world.allgather_object(median_time(step, steps, 2, world.barrier)))
+        return seconds if world.is_main else None   # one answer for the job: rank 0's
 
 
-def launch(threads, batch, steps):
-    # One BLAS thread in every process: with one thread of ours, tuned() leaves BLAS alone, and two processes
-    # with two BLAS threads each would fight over the two cores.
+def launch(kind, threads, batch, steps):
+    """Start one worker ("ours", "torch"; "mpi": two ranks under mpiexec, ``batch`` images each)."""
+    # One BLAS thread in every process of ours: with one thread of ours, tuned() leaves BLAS alone, and two
+    # processes with two BLAS threads each would fight over the two cores.
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, __file__, "--worker", str(threads), str(batch), str(steps)],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    command = [sys.executable, __file__, "--worker", kind, str(threads), str(batch), str(steps)]
+    if kind == "torch":
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if kind == "mpi":
+        command = [str(MPIEXEC), "-n", "2"] + command
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
 
 
 def result(process):
@@ -70,17 +129,22 @@ def one_round(batch, steps, order):
     seconds = {}
     for way in order:
         if way == WAYS[0]:
-            seconds[way] = result(launch(1, batch, steps))
+            seconds[way] = result(launch("ours", 1, batch, steps))
         elif way == WAYS[1]:
-            seconds[way] = result(launch(2, batch, steps))
-        else:
-            pair = [launch(1, batch // 2, steps) for _ in range(2)]
+            seconds[way] = result(launch("ours", 2, batch, steps))
+        elif way == WAYS[2]:
+            pair = [launch("ours", 1, batch // 2, steps) for _ in range(2)]
             seconds[way] = max(result(p) for p in pair)
+        elif way == MPI_WAY:
+            seconds[way] = result(launch("mpi", 1, batch // 2, steps))
+        else:
+            seconds[way] = result(launch("torch", 2, batch, steps))
     return seconds
 
 
 def report(rounds, batch, steps):
-    medians = {way: float(np.median([r[way] for r in rounds])) for way in WAYS}
+    ways = list(rounds[0])
+    medians = {way: float(np.median([r[way] for r in rounds])) for way in ways}
     single = medians[WAYS[0]]
     lines = ["# Two threads in one process against two processes", "",
              f"`python benchmarks/threads_vs_processes.py --batch {batch} --steps {steps} --rounds {len(rounds)}`; "
@@ -88,11 +152,18 @@ def report(rounds, batch, steps):
              "the ways taking turns; median step of each process, then the median over the rounds.", "",
              f"| way | s per batch of {batch}, median | rounds | speed-up vs 1 thread |",
              "| --- | ---: | --- | ---: |"]
-    for way in WAYS:
+    for way in [w for w in WAYS + [MPI_WAY, TORCH_WAY] if w in medians]:
         each = ", ".join(f"{r[way]:.3f}" for r in rounds)
         lines.append(f"| {way} | {medians[way]:.3f} | {each} | {single / medians[way]:.2f}x |")
     lines += ["", f"Two threads take {medians[WAYS[1]] / medians[WAYS[2]]:.2f}x the time of two processes "
               "for the same batch."]
+    if MPI_WAY in medians:
+        lines.append(f"The training step on two MPI ranks takes {medians[MPI_WAY] / medians[WAYS[1]]:.2f}x the "
+                     "time of the two-thread step.")
+    if TORCH_WAY in medians:
+        torch_seconds = medians[TORCH_WAY]
+        mpi = f", on two MPI ranks {medians[MPI_WAY] / torch_seconds:.2f}" if MPI_WAY in medians else ""
+        lines.append(f"Ours / PyTorch (median rounds): two threads {medians[WAYS[1]] / torch_seconds:.2f}{mpi}.")
     return "\n".join(lines) + "\n"
 
 
@@ -100,16 +171,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128, help="images per step, even (default 128)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per process (default 10)")
-    parser.add_argument("--rounds", type=int, default=3, help="turns of the three ways (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of the ways (default 3)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "threads_vs_processes.md"))
-    parser.add_argument("--worker", nargs=3, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)   # KIND THREADS BATCH STEPS
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(*args.worker)))
+        seconds = worker(args.worker[0], *(int(v) for v in args.worker[1:]))
+        if seconds is not None:
+            print(json.dumps(seconds))
         return 0
     if args.batch < 2 or args.batch % 2 or args.steps < 1 or args.rounds < 1:
         parser.error("--batch must be even and at least 2, --steps and --rounds at least 1")
-    rounds = [one_round(args.batch, args.steps, WAYS if r % 2 == 0 else WAYS[::-1]) for r in range(args.rounds)]
+    ways = available_ways()
+    rounds = [one_round(args.batch, args.steps, ways if r % 2 == 0 else ways[::-1]) for r in range(args.rounds)]
     write_results(args.out, report(rounds, args.batch, args.steps))
     return 0
 

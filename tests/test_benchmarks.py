@@ -192,7 +192,8 @@ def test_threads_vs_processes_runs_the_pair_at_once_on_half_the_batch_each(monke
             events.append(("wait", self.threads, self.batch))
             return f"{0.1 * self.batch / (1 + (self.threads == 2))}\n", None
 
-    def launch(threads, batch, steps):
+    def launch(kind, threads, batch, steps):
+        assert kind == "ours"
         events.append(("start", threads, batch))
         return Fake(threads, batch)
 
@@ -210,5 +211,7 @@ def test_threads_vs_processes_measures_for_real(tmp_path):
     out = tmp_path / "tvp.md"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "threads_vs_processes.py"), "--batch", "4", "--steps",
                     "1", "--rounds", "1", "--out", str(out)], check=True, capture_output=True)
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "process" in line]
-    assert len(rows) == 3 and all(float(row.split(" | ")[1]) > 0 for row in rows), rows
+    from benchmarks import threads_vs_processes as tvp
+    rows = {line.split(" | ")[0][2:]: float(line.split(" | ")[1]) for line in out.read_text().splitlines()
+            if line.startswith("| ") and not line.startswith("| way") and not line.startswith("| ---")}
+    assert list(rows) == tvp.available_ways() and all(v > 0 for v in rows.values()), rows
