@@ -125,8 +125,13 @@ def test_unknown_and_missing_files_are_clear_errors(tmp_path, capsys):
     assert code == 1 and "not an exercise file" in err and "ex03" in err
     code, out, err = run_grader(tmp_path / "ex03_conv_backward.py", capsys)
     assert code == 1 and "no such file" in err
+    (tmp_path / "ex99_nothing.py").write_text("x = 1\n")
     code, out, err = run_grader(tmp_path / "ex99_nothing.py", capsys)
     assert code == 1 and "not an exercise file" in err
+    code, out, err = run_grader(tmp_path / "ex98_missing.py", capsys)   # missing: that first, whatever the name
+    assert code == 1 and "ex98_missing.py: no such file" in err
+    code, out, err = run_grader(tmp_path, capsys)
+    assert code == 1 and "a folder" in err and "--batch" in err
 
 
 def test_compare_names_the_closest_known_mistake():
@@ -216,8 +221,8 @@ def test_hints_come_one_at_a_time(capsys):
     code = grade.main([str(EXERCISES / "ex03_conv_backward.py"), "--hint", "5"])
     out = capsys.readouterr().out
     assert code == 0 and "hint 5 of 5 (the last one)" in out
-    grade.main([str(EXERCISES / "ex03_conv_backward.py"), "--hint", "9"])
-    assert "has hints 1 to 5" in capsys.readouterr().out
+    code = grade.main([str(EXERCISES / "ex03_conv_backward.py"), "--hint", "9"])
+    assert code == 1 and "error: --hint 9: exercise 3 has hints 1 to 5" in capsys.readouterr().err
 
 
 def test_a_failing_run_points_to_the_hints(tmp_path, capsys):

@@ -3,7 +3,11 @@ roster, JSON, hints from the first failing check, and checks that a one-image an
 
 import csv
 import json
+import os
 import pathlib
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -210,3 +214,74 @@ def test_a_notebook_submission(tmp_path, capsys):
     path.write_text(json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {}}))
     code, out, err = run([path], capsys)
     assert code == 0 and "4/4 checks pass" in out, out + err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_the_time_limit_must_be_a_finite_number(value, tmp_path, capsys):
+    path = tmp_path / "ex07_sgd_momentum.py"
+    path.write_text(EX07)
+    with pytest.raises(SystemExit) as exit_status:
+        grade.main([str(path), "--timeout", value])
+    assert exit_status.value.code == 2 and "--timeout must be a positive number" in capsys.readouterr().err
+
+
+def test_interrupting_the_grader_stops_the_submission_too(tmp_path):
+    """Ctrl-C while a submission loops: one line, exit status 130, and the submission's process is gone (it runs
+    in a session of its own, which Ctrl-C does not reach)."""
+    path = tmp_path / "ex07_sgd_momentum.py"
+    path.write_text(EX07.replace("    return w, v", "    while True:\n        pass"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    grader = subprocess.Popen([sys.executable, "-m", "resnet_np.grade", str(path), "--timeout", "120"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def children():
+        found = []
+        for cmdline in pathlib.Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if str(path).encode() in cmdline.read_bytes() and b"_child" in cmdline.read_bytes():
+                    found.append(cmdline.parent.name)
+            except OSError:
+                pass
+        return found
+
+    deadline = time.monotonic() + 60
+    while not children() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert children(), "the submission never started"
+    time.sleep(1.0)
+    grader.send_signal(signal.SIGINT)
+    out, err = grader.communicate(timeout=60)
+    assert grader.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    deadline = time.monotonic() + 10
+    while children() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not children(), "the submission still runs after the grader stopped"
+
+
+def test_a_malformed_notebook_is_an_error_line_and_the_batch_goes_on(tmp_path, capsys):
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    (folder / "alice_ex07_sgd_momentum.py").write_text(EX07)
+    (folder / "bob_ex07_sgd_momentum.ipynb").write_text(json.dumps({"cells": 5}))
+    (folder / "carol_ex07_sgd_momentum.ipynb").write_text(json.dumps({"cells": [{"cell_type": "code",
+                                                                                  "source": 5}]}))
+    for name in ("bob_ex07_sgd_momentum.ipynb", "carol_ex07_sgd_momentum.ipynb"):
+        code, out, err = run([folder / name], capsys)
+        assert code == 1 and "not a readable notebook" in err, err
+    roster = tmp_path / "roster.csv"
+    code, out, err = run(["--batch", folder, "--roster", roster, "--timeout", "60"], capsys)
+    assert code == 0, err
+    rows = {row["student"]: row for row in csv.DictReader(roster.open())}
+    assert rows["alice"]["score"] == "4" and "not a readable notebook" in rows["bob"]["error"]
+    assert "not a readable notebook" in rows["carol"]["error"]
+
+
+def test_a_hint_number_out_of_range_and_a_roster_nowhere_are_errors(tmp_path, capsys):
+    path = tmp_path / "ex07_sgd_momentum.py"
+    path.write_text(EX07)
+    for n in ("0", "99"):
+        code, out, err = run([path, "--hint", n], capsys)
+        assert code == 1 and f"--hint {n}: exercise 7 has hints 1 to" in err and not out.strip(), (out, err)
+    with pytest.raises(SystemExit) as exit_status:
+        grade.main(["--batch", str(tmp_path), "--roster", str(tmp_path / "no" / "such" / "roster.csv")])
+    assert exit_status.value.code == 2 and "--roster" in capsys.readouterr().err

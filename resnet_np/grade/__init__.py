@@ -67,6 +67,7 @@ import functools
 import importlib
 import importlib.util
 import json
+import math
 import os
 import pathlib
 import pkgutil
@@ -88,6 +89,17 @@ __all__ = ["MATCH_TOL", "TOL", "Check", "check_shape", "check_shapes", "compare"
            "grade_file", "check_functions", "hint", "hint_text", "main", "DEFAULT_TIMEOUT", "HONEST"]
 
 DEFAULT_TIMEOUT = 120.0  # seconds per submission: a right one takes one or two on a laptop
+
+
+class _FirstFailing:
+    """What ``--hint`` without a number means: the hint of the first failing check (not a string, which
+    argparse would convert as a number)."""
+
+    def __repr__(self):
+        return "the first failing check"
+
+
+FIRST_FAILING = _FirstFailing()
 HONEST = "honest work: derived, not borrowed from the library"
 
 
@@ -129,6 +141,10 @@ def _name_number(name):
 def exercise_number(path, exercise=None):
     """The exercise a file is: ``exercise`` when given (3, "ex03"), else from the name (``ex03`` in it)."""
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise GradeError(f"{path}: a folder: give the exercise files in it, or grade them all with --batch {path}")
+    if not path.exists():
+        raise GradeError(f"{path}: no such file")
     number = _number(exercise) if exercise is not None else _name_number(path.name)
     if number is None:
         raise GradeError(f"{path}: not an exercise file: the name must contain one of {_known()} "
@@ -164,10 +180,15 @@ def notebook_source(path):
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise GradeError(f"{path}: not a readable notebook ({type(e).__name__}: {e})") from None
     code = []
+    if not isinstance(cells, list) or not all(isinstance(cell, dict) for cell in cells):
+        raise GradeError(f"{path}: not a readable notebook (its cells are not a list of cells)")
     for cell in cells:
         if cell.get("cell_type") == "code":
             source = cell.get("source", "")
-            source = "".join(source) if isinstance(source, list) else source
+            if isinstance(source, list) and all(isinstance(line, str) for line in source):
+                source = "".join(source)
+            if not isinstance(source, str):
+                raise GradeError(f"{path}: not a readable notebook (a code cell's source is not text)")
             code.append("\n".join(line for line in source.splitlines()
                                   if not line.lstrip().startswith(("%", "!"))))
     return "\n\n".join(code) + "\n"
@@ -297,12 +318,11 @@ def _run_child(number, path, timeout):
             try:
                 status = child.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                if posix:  # the whole group: what the submission started ends too
-                    os.killpg(child.pid, signal.SIGKILL)
-                else:
-                    child.kill()
-                child.wait()
+                _kill_group(child, posix)
                 status = None
+            except BaseException:  # Ctrl-C or an error here: the submission must not run on without us
+                _kill_group(child, posix)
+                raise
         records = []
         if results.exists():
             for line in results.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -312,6 +332,18 @@ def _run_child(number, path, timeout):
                     break  # a line cut off when the process was killed
         printed = output.read_text(encoding="utf-8", errors="replace")
     return records, status, printed[-2000:]
+
+
+def _kill_group(child, posix):
+    """End the child and whatever the submission started (its own process group on POSIX)."""
+    if posix:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:  # already gone
+            pass
+    else:
+        child.kill()
+    child.wait()
 
 
 def _honest_line(number, source):
@@ -527,7 +559,7 @@ def main(argv=None):
     parser.add_argument("--exercise", action="append", metavar="EX",
                         help="which exercise the files are (ex03), for files of any name; repeat it for several "
                              "(with --gradescope and --batch: the exercises of the assignment)")
-    parser.add_argument("--hint", type=int, nargs="?", const=0, metavar="N",
+    parser.add_argument("--hint", type=int, nargs="?", const=FIRST_FAILING, metavar="N",
                         help="instead of the check lines, print hint N; without N, the hint of the first failing "
                              "check (hints come one at a time, from a nudge to the last step)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
@@ -551,14 +583,25 @@ def main(argv=None):
     parser.add_argument("--roster", metavar="CSV", default="roster.csv",
                         help="with --batch: the CSV roster to write (default roster.csv)")
     args = parser.parse_args(argv)
-    if args.timeout <= 0:
+    if not math.isfinite(args.timeout) or args.timeout <= 0:
         parser.error(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
+    if args.batch and not os.access(os.path.dirname(os.path.abspath(args.roster)), os.W_OK):
+        parser.error(f"--roster {args.roster}: its folder does not exist or cannot be written; "
+                     "name a CSV file in a folder of yours")
     if args.jobs < 1:
         parser.error(f"--jobs must be 1 or more, not {args.jobs}")
     try:
         exercises = [_number(e) for e in args.exercise or []]
     except GradeError as e:
         parser.error(f"--exercise: {e}")
+    try:
+        return _main(args, parser, exercises)
+    except KeyboardInterrupt:
+        print("interrupted: grading stopped (the submission being graded was stopped too)", file=sys.stderr)
+        return 130
+
+
+def _main(args, parser, exercises):
     from . import report
 
     try:
@@ -584,7 +627,10 @@ def main(argv=None):
     for file in args.files:
         try:
             number = exercise_number(file, exercises[0] if exercises else None)
-            if args.hint:
+            hints = len(EXERCISES[number].HINTS)
+            if args.hint not in (None, FIRST_FAILING) and not 1 <= args.hint <= hints:
+                raise GradeError(f"--hint {args.hint}: exercise {number} has hints 1 to {hints}")
+            if args.hint not in (None, FIRST_FAILING):
                 print(f"{file}: exercise {number}, {EXERCISES[number].TITLE}")
                 print(hint_text(number, args.hint))
                 continue
@@ -596,7 +642,7 @@ def main(argv=None):
         how = f"python -m resnet_np.grade {file}{' --exercise ' + graded.exercise if exercises else ''} --hint {{n}}"
         passed = graded.score == graded.max_score
         all_passed = all_passed and passed
-        if args.hint is not None:  # --hint alone: where the student is stuck
+        if args.hint == FIRST_FAILING:  # --hint alone: where the student is stuck
             print(f"{file}: exercise {number}, {EXERCISES[number].TITLE}")
             n, name = hint_for(number, graded.checks)
             print("every check passes: no hint needed" if n is None else
