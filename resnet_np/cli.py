@@ -193,9 +193,15 @@ def _option(name):
 
 
 def _check_out(out):
-    """Refuse an --out that is a file before any work is done (the checkpoint goes into a folder)."""
+    """Refuse an --out that is a file, or a folder that cannot be made, before any work is done (the
+    checkpoint goes into a folder)."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out} is a file, not a folder: name a folder for checkpoint.npz and curves.png")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot create the folder ({e.strerror}): name a folder you can write "
+                         "to") from None
 
 
 # ----------------------------------------------------------------------------
@@ -348,6 +354,11 @@ def _run(settings, model, parameters, train_set, test_set, out, headline, args, 
     # What predict needs to treat a new image as these were (and resume and evaluate, to see them again).
     settings.setdefault("mean", list(train_set.mean))
     settings.setdefault("std", list(train_set.std))
+    recorded = settings.get("class_names")
+    if resume is not None and recorded and [str(n) for n in recorded] != [str(n) for n in train_set.classes]:
+        raise ValueError(f"--resume {resume}: the run was trained on the classes {', '.join(map(str, recorded))}, "
+                         f"but {settings['dataset']} now has {', '.join(map(str, train_set.classes))}: its outputs "
+                         "would change meaning; put the class folders back as they were, or start a new run")
     settings["class_names"] = list(train_set.classes)
 
     train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True,
@@ -493,6 +504,11 @@ def evaluate_command(args):
     figure = args.figure or figure
     if os.path.isdir(figure):
         raise UsageError(f"--figure {figure} is a folder: name the PNG file to write")
+    try:  # before the evaluation, not after it
+        os.makedirs(os.path.dirname(os.path.abspath(figure)), exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--figure {figure}: cannot create its folder ({e.strerror}): name a PNG file in a "
+                         "folder you can write to") from None
     # The checkpoint's own dataset: its settings (a folder's image size, held-out fraction and seed) apply.
     settings = dict(config) if dataset == config.get("dataset") else {"dataset": dataset}
     normalisation = normalisation_of(meta)
@@ -501,11 +517,21 @@ def evaluate_command(args):
     _, test_set = load_splits(settings, args.data, train=False)
     if config.get("classes") and dataset == config.get("dataset"):  # a model fine-tuned on some classes
         test_set = finetune.select_classes(test_set, finetune.parse_classes(config["classes"]))
-    test_set = _the_classes_it_knows(test_set, _network_classes(model, config, meta))
+    names = _network_classes(model, config, meta)
+    test_set = _the_classes_it_knows(test_set, names)
     outputs = model.fc.out_features if hasattr(model, "fc") else None
     if outputs is not None and outputs != test_set.num_classes:
         raise ValueError(f"{path}: the network has {outputs} outputs, but {dataset} has {test_set.num_classes} "
                          "classes: pass the --dataset it was trained on")
+    if names and [str(n) for n in names] != [str(n) for n in test_set.classes]:
+        # Output i means the network's class i: scoring it against another class of that index is a wrong label.
+        raise ValueError(f"{path}: the network's classes are {', '.join(map(str, names))}, but {dataset}'s are "
+                         f"{', '.join(map(str, test_set.classes))}: pass the --dataset it was trained on (for a "
+                         "folder: the same class sub-folders)")
+    conv1 = getattr(model, "conv1", None)
+    if conv1 is not None and getattr(conv1, "in_channels", None) not in (None, test_set.images.shape[1]):
+        raise ValueError(f"{path}: the network takes images of {conv1.in_channels} channel(s), but {dataset}'s "
+                         f"have {test_set.images.shape[1]}: pass the --dataset it was trained on")
     # One pass over the test set: the accuracy is the matrix's diagonal.
     labels, predictions, loss = predict(model, DataLoader(test_set, batch_size=args.batch_size, shuffle=False))
     matrix = confusion_matrix(labels, predictions, test_set.num_classes)
@@ -514,7 +540,6 @@ def evaluate_command(args):
           f"(loss {loss:.4f})")
     if test_set.num_classes <= 20:  # wider tables wrap into noise: the figure has them
         print(format_matrix(matrix, test_set.classes))
-    os.makedirs(os.path.dirname(os.path.abspath(figure)), exist_ok=True)
     save_confusion_figure(matrix, test_set.classes, figure,
                           title=f"{getattr(model, 'arch', 'model')} on {dataset}: {accuracy:.2%}")
     print(f"confusion matrix: {figure}")

@@ -349,3 +349,49 @@ def test_ctrl_c_in_the_first_checkpoint_write_claims_no_checkpoint(tmp_path, mon
     out = capsys.readouterr().out
     assert "interrupted during epoch 1" in out
     assert "checkpoint:" not in out and "last good checkpoint" not in out, out
+
+
+def test_a_network_is_never_scored_or_resumed_against_other_classes(tmp_path, capsys):
+    """A folder's classes renamed since training: evaluate refuses (output 0 would be scored as another class)
+    and --resume refuses (the outputs would change meaning); the same folder still evaluates."""
+    import shutil
+    folder = tiny_folder(tmp_path / "photos")
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", f"folder:{folder}", *FOLDER_RUN, "--out", str(out)]) == 0
+    capsys.readouterr()
+    checkpoint = out / "checkpoint.npz"
+    shifted = tmp_path / "shifted"
+    shutil.copytree(folder, shifted)
+    (shifted / "left").rename(shifted / "middle")           # classes: middle, right (was left, right)
+    err = one_line_error(capsys, ["evaluate", "--checkpoint", str(checkpoint), "--dataset", f"folder:{shifted}",
+                                  "--figure", str(tmp_path / "c.png")], 1)
+    assert "the network's classes are left, right, but" in err and "middle, right" in err, err
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--figure", str(tmp_path / "c.png")]) == 0
+    capsys.readouterr()
+    (folder / "left").rename(folder / "middle")
+    err = one_line_error(capsys, ["train", "--resume", str(checkpoint)], 1)
+    assert "the run was trained on the classes left, right" in err and "middle, right" in err, err
+
+
+def test_an_evaluation_on_images_of_other_channels_says_so(tmp_path, capsys):
+    """An MNIST network (1 channel) evaluated on a folder of colour images: named, not a layer's message."""
+    folder = tiny_folder(tmp_path / "photos")
+    from resnet_np.models import resnet20, save
+    save(resnet20(num_classes=2, in_channels=1), tmp_path / "gray.npz")
+    err = one_line_error(capsys, ["evaluate", "--checkpoint", str(tmp_path / "gray.npz"), "--dataset",
+                                  f"folder:{folder}", "--figure", str(tmp_path / "c.png")], 1)
+    assert "takes images of 1 channel(s), but" in err and "have 3" in err and "--dataset" in err, err
+
+
+def test_an_out_or_figure_that_cannot_be_made_is_refused_before_the_work(tmp_path, capsys):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder")
+    err = one_line_error(capsys, ["train", "--train-size", "8", "--out", str(blocker / "run")], 2)
+    assert f"--out {blocker / 'run'}: cannot create the folder" in err and "training" not in err, err
+    folder = tiny_folder(tmp_path / "photos")
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", f"folder:{folder}", *FOLDER_RUN, "--out", str(out)]) == 0
+    capsys.readouterr()
+    err = one_line_error(capsys, ["evaluate", "--checkpoint", str(out / "checkpoint.npz"), "--figure",
+                                  str(blocker / "c.png")], 2)
+    assert "--figure" in err and "cannot create its folder" in err and "accuracy" not in err, err
