@@ -346,16 +346,16 @@ def _run(args):
     from . import backend
     if args.backend:
         backend.use(args.backend)
-    if args.command == "demo":
-        from .demo import main as demo_main
-        demo_main(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-        return 0
-    from . import cli
-    command = {"train": cli.train_command, "finetune": cli.finetune_command, "evaluate": cli.evaluate_command,
-               "predict": cli.predict_command}[args.command]
     # A diverging run's overflows are caught once per step and named by layer (TrainingDiverged):
     # NumPy's warnings about them, printed mid-progress-bar, would only bury that message.
     with backend.numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if args.command == "demo":
+            from .demo import main as demo_main
+            demo_main(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+            return 0
+        from . import cli
+        command = {"train": cli.train_command, "finetune": cli.finetune_command, "evaluate": cli.evaluate_command,
+                   "predict": cli.predict_command}[args.command]
         return command(args)
 
 

@@ -238,7 +238,8 @@ def train_command(args):
     model = build_model(settings["model"], train_set.num_classes, train_set.images.shape[1], settings["shortcut"])
     model.need_input_grad = False  # nobody uses the gradient of the images: the first convolution skips it
     n_params = sum(p.size for p in model.parameters())
-    headline = [f"training {settings['model']} ({n_params:,} parameters) from scratch on {settings['dataset']}, "
+    start = "from its checkpoint" if resume is not None else "from scratch"
+    headline = [f"training {settings['model']} ({n_params:,} parameters) {start} on {settings['dataset']}, "
                 f"{settings['optimizer']} lr {settings['lr']:g}"]
     if world.size > 1:
         model = distributed.DistributedDataParallel(distributed.convert_sync_batchnorm(model, world), world)
@@ -253,6 +254,8 @@ def train_command(args):
 def _resumed_settings(resume, given, defaults):
     """The settings ``resume`` recorded (``defaults`` for those an older version did not record); an error if
     the command line tries to change them."""
+    if os.path.isdir(resume):
+        raise UsageError(f"--resume {resume} is a folder: name the checkpoint.npz in it")
     if not os.path.isfile(resume):
         raise FileNotFoundError(f"no checkpoint to resume at {resume}" + (
             "" if os.path.exists(resume) else ": name it (--resume PATH) or the --out folder of the run"))

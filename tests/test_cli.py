@@ -371,6 +371,8 @@ def test_a_network_is_never_scored_or_resumed_against_other_classes(tmp_path, ca
     (folder / "left").rename(folder / "middle")
     err = one_line_error(capsys, ["train", "--resume", str(checkpoint)], 1)
     assert "the run was trained on the classes left, right" in err and "middle, right" in err, err
+    err = one_line_error(capsys, ["train", "--resume", str(out)], 2)
+    assert f"--resume {out} is a folder: name the checkpoint.npz in it" in err, err
 
 
 def test_an_evaluation_on_images_of_other_channels_says_so(tmp_path, capsys):

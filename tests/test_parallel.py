@@ -1,5 +1,7 @@
 """The layers give the same results on one thread and on several (resnet_np.fast.threads)."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -96,3 +98,21 @@ def test_a_lost_share_is_caught(small_parts, monkeypatch):
     expected = L.conv2d_naive(x, conv.weight.data, conv.bias.data, padding=1)
     monkeypatch.setattr(threads, "for_each_part", first_parts_only)
     assert rel_error(conv(x), expected) > 1e-3
+
+
+def test_a_helper_runs_its_part_under_the_callers_numpy_error_state(small_parts):
+    """NumPy's error state is per thread: each part must see the caller's, so that what one thread would raise
+    (or keep quiet about: a diverging run's overflows) is the same with several."""
+    def part(n0, n1):
+        np.array([np.inf]) - np.array([np.inf])   # invalid: NaN
+        return (n0, n1)
+
+    threads.set_num_threads(2)
+    with np.errstate(invalid="raise"):
+        for _ in range(3):   # the first part is a helper's (the caller takes the last)
+            with pytest.raises(FloatingPointError):
+                threads.for_each_part(lambda n0, n1: part(n0, n1) if n0 == 0 else (n0, n1), 8)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings(record=True) as recorded:
+        warnings.simplefilter("always")
+        assert threads.for_each_part(part, 8) == [(0, 4), (4, 8)]
+    assert not recorded, [str(w.message) for w in recorded]

@@ -42,6 +42,8 @@ batch.
 import os
 import threading
 
+import numpy
+
 try:
     from threadpoolctl import ThreadpoolController
 except ImportError:  # pragma: no cover - threadpoolctl is a dependency; this keeps a bare install working
@@ -160,16 +162,19 @@ class Helper:
             self._go.acquire()
             if self._task is None:   # stop()
                 return
-            fn, n0, n1 = self._task
+            fn, n0, n1, errors = self._task
             try:
-                self._result, self._error = fn(n0, n1), None
+                # NumPy's error state is per thread: the part runs under the caller's, as it would in one thread
+                # (a diverging run's overflows, which the command line silences, stay silent here too).
+                with numpy.errstate(**errors):
+                    self._result, self._error = fn(n0, n1), None
             except BaseException as error:  # handed to the caller by join()
                 self._result, self._error = None, error
             self._task = None
             self._done.release()
 
     def start(self, fn, n0, n1):
-        self._task = (fn, n0, n1)
+        self._task = (fn, n0, n1, numpy.geterr())
         self._go.release()
 
     def join(self):
