@@ -38,19 +38,23 @@ def timed(method, totals, key):
     return wrapper
 
 
-def training_step(model_name, batch, size=32):
+def training_step(model_name, batch, size=32, wrap=None, seed=0):
     """(model, loss_fn, opt, step): a network (shortcut B for the CIFAR ResNets) and ``step()``, one SGD training
-    step on a fixed batch of random images. ``step`` looks the layers' and the optimizer's methods up when it
-    runs, so timers set on them afterwards count."""
+    step on a fixed batch of random images (drawn with ``seed``). ``wrap(model)``, when given, is what trains
+    (a DistributedDataParallel, say). ``step`` looks the layers' and the optimizer's methods up when it runs, so
+    timers set on them afterwards count."""
     backend.manual_seed(0)
     kwargs = {"shortcut": "B"} if model_name in ("resnet20", "resnet56", "resnet110") else {}
     model = ARCHITECTURES[model_name](**kwargs)
     model.need_input_grad = False  # as in training: the images need no gradient
+    classes = model.fc.out_features
+    if wrap is not None:
+        model = wrap(model)
     opt = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     loss_fn = L.SoftmaxCrossEntropy()
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
-    y = rng.integers(0, model.fc.out_features, batch)
+    y = rng.integers(0, classes, batch)
 
     def step():
         loss_fn(model(x), y)

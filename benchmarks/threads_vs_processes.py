@@ -80,25 +80,15 @@ def worker(kind, threads, batch, steps):
 
     from benchmarks.profile_step import training_step
     from resnet_np import distributed, fast
-    from resnet_np.optim import SGD
 
     fast.set_num_threads(threads)
     with fast.tuned():
         if kind == "ours":
             return median_time(training_step("resnet20", batch)[3], steps, 2, lambda: None)
         world = distributed.init()
-        model, loss_fn, _, _ = training_step("resnet20", batch)
-        model = distributed.DistributedDataParallel(distributed.convert_sync_batchnorm(model, world), world)
-        opt = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-        rng = np.random.default_rng(world.rank)   # each rank its own half of the batch
-        x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
-        y = rng.integers(0, 10, batch)
-
-        def step():
-            loss_fn(model(x), y)
-            opt.zero_grad()
-            model.backward(loss_fn.backward())
-            opt.step()
+        step = training_step("resnet20", batch, seed=world.rank,   # each rank its own half of the batch
+                             wrap=lambda model: distributed.DistributedDataParallel(
+                                 distributed.convert_sync_batchnorm(model, world), world))[3]
         world.barrier()
         seconds = max(world.allgather_object(median_time(step, steps, 2, world.barrier)))
         return seconds if world.is_main else None   # one answer for the job: rank 0's
