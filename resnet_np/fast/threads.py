@@ -42,7 +42,7 @@ batch.
 import os
 import threading
 
-import numpy
+from ..backend import host
 
 try:
     from threadpoolctl import ThreadpoolController
@@ -166,7 +166,7 @@ class Helper:
             try:
                 # NumPy's error state is per thread: the part runs under the caller's, as it would in one thread
                 # (a diverging run's overflows, which the command line silences, stay silent here too).
-                with numpy.errstate(**errors):
+                with host.errstate(**errors):
                     self._result, self._error = fn(n0, n1), None
             except BaseException as error:  # handed to the caller by join()
                 self._result, self._error = None, error
@@ -174,7 +174,7 @@ class Helper:
             self._done.release()
 
     def start(self, fn, n0, n1):
-        self._task = (fn, n0, n1, numpy.geterr())
+        self._task = (fn, n0, n1, host.geterr())
         self._go.release()
 
     def join(self):
