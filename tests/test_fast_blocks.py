@@ -229,7 +229,9 @@ def test_a_planted_bug_in_the_block_passes_is_caught(planted, monkeypatch):
             for where in (module, fast_blocks, fast_relu, fast.batchnorm):
                 if hasattr(where, name):
                     monkeypatch.setattr(where, name, broken)
-        with pytest.raises(AssertionError):                 # ... and with the bug it fails
+        # ... and with the bug it fails (a dropped piece leaves memory unwritten: whatever it held may overflow,
+        # which is not what is checked here; the engine's helper threads share this error state)
+        with pytest.raises(AssertionError), np.errstate(all="ignore"):
             compare(case)
     finally:
         fast.set_num_threads(threads)
