@@ -85,7 +85,7 @@ def test_a_file_that_runs_no_check_scores_zero(tmp_path, capsys):
     code, out, err = run([path], capsys)
     lines = lines_of(out)
     assert code == 1 and "0/6 checks pass" in out and len(lines) == 7, out
-    assert all("AttributeError" in line for line in lines[1:]), out
+    assert all("the file defines no function" in line for line in lines[1:]), out
 
 
 CHEATS = {  # the import: the name of col2im and of Conv2d after it
@@ -285,3 +285,16 @@ def test_a_hint_number_out_of_range_and_a_roster_nowhere_are_errors(tmp_path, ca
     with pytest.raises(SystemExit) as exit_status:
         grade.main(["--batch", str(tmp_path), "--roster", str(tmp_path / "no" / "such" / "roster.csv")])
     assert exit_status.value.code == 2 and "--roster" in capsys.readouterr().err
+
+
+def test_a_file_without_the_function_says_so_and_a_typo_inside_it_does_not(tmp_path, capsys):
+    """A missing function is named as such (not the import machinery's AttributeError); an AttributeError
+    inside the student's own code (np.typo) stays what it is."""
+    path = tmp_path / "ex07_sgd_momentum.py"
+    path.write_text("x = 1\n")
+    code, out, err = run([path], capsys)
+    assert code == 1 and "the file defines no function sgd_momentum_step" in out and "_exercise_" not in out, out
+    path.write_text(EX07.replace("    return w, v", "    np.no_such_function()\n    return w, v"))
+    code, out, err = run([path], capsys)
+    assert code == 1 and "AttributeError: module 'numpy' has no attribute 'no_such_function'" in out, out
+    assert "defines no function" not in out

@@ -8,6 +8,7 @@ FAIL, names the known mistake (the answer a typical error gives) that the
 student's output matches.
 """
 
+import types
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -48,6 +49,13 @@ class Check:
                 "error": None if self.error is None else float(self.error), "note": self.note, "hint": self.hint}
 
 
+def _is_submission(obj):
+    """Whether ``obj`` is the student's file as the checks see it: the imported module (``load_exercise`` names
+    it ``_exercise_...``) or a notebook's namespace."""
+    return isinstance(obj, types.SimpleNamespace) or (
+        isinstance(obj, types.ModuleType) and obj.__name__.startswith("_exercise_"))
+
+
 def run_check(name, thunk, error_hint=""):
     """Run one check; the student's exceptions become a FAIL line, never a traceback."""
     try:
@@ -59,6 +67,12 @@ def run_check(name, thunk, error_hint=""):
     except SystemExit as e:  # sys.exit() in the student's function: a FAIL, not the end of the grader
         result = Check(False, note=f"SystemExit: the function called sys.exit({e.code!r})",
                        hint="a function returns its answer; it never ends the program")
+    except AttributeError as e:
+        if _is_submission(getattr(e, "obj", None)):  # the file lacks the function (not np.typo inside it)
+            result = Check(False, note=f"the file defines no function {e.name}",
+                           hint=f"keep the name {e.name} of the starting file (def {e.name}(...):)")
+        else:
+            result = Check(False, note=f"AttributeError: {' '.join(str(e).split())[:160]}", hint=error_hint)
     except Exception as e:  # noqa: BLE001 - whatever the student's code raises
         message = " ".join(str(e).split())
         if len(message) > 160:
