@@ -251,6 +251,11 @@ def train_command(args):
                 resume=resume, world=world, say=say)
 
 
+def _listed(class_names):
+    """Class names as one printable string: "cat, dog"."""
+    return ", ".join(map(str, class_names))
+
+
 def _resumed_settings(resume, given, defaults):
     """The settings ``resume`` recorded (``defaults`` for those an older version did not record); an error if
     the command line tries to change them."""
@@ -358,10 +363,10 @@ def _run(settings, model, parameters, train_set, test_set, out, headline, args, 
     settings.setdefault("mean", list(train_set.mean))
     settings.setdefault("std", list(train_set.std))
     recorded = settings.get("class_names")
-    if resume is not None and recorded and [str(n) for n in recorded] != [str(n) for n in train_set.classes]:
-        raise ValueError(f"--resume {resume}: the run was trained on the classes {', '.join(map(str, recorded))}, "
-                         f"but {settings['dataset']} now has {', '.join(map(str, train_set.classes))}: its outputs "
-                         "would change meaning; put the class folders back as they were, or start a new run")
+    if resume is not None and recorded and list(map(str, recorded)) != list(map(str, train_set.classes)):
+        raise ValueError(f"--resume {resume}: the run was trained on the classes {_listed(recorded)}, but "
+                         f"{settings['dataset']} now has {_listed(train_set.classes)}: its outputs would change "
+                         "meaning; put the class folders back as they were, or start a new run")
     settings["class_names"] = list(train_set.classes)
 
     train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True,
@@ -526,11 +531,11 @@ def evaluate_command(args):
     if outputs is not None and outputs != test_set.num_classes:
         raise ValueError(f"{path}: the network has {outputs} outputs, but {dataset} has {test_set.num_classes} "
                          "classes: pass the --dataset it was trained on")
-    if names and [str(n) for n in names] != [str(n) for n in test_set.classes]:
+    if names and list(map(str, names)) != list(map(str, test_set.classes)):
         # Output i means the network's class i: scoring it against another class of that index is a wrong label.
-        raise ValueError(f"{path}: the network's classes are {', '.join(map(str, names))}, but {dataset}'s are "
-                         f"{', '.join(map(str, test_set.classes))}: pass the --dataset it was trained on (for a "
-                         "folder: the same class sub-folders)")
+        raise ValueError(f"{path}: the network's classes are {_listed(names)}, but {dataset}'s are "
+                         f"{_listed(test_set.classes)}: pass the --dataset it was trained on (for a folder: the "
+                         "same class sub-folders)")
     conv1 = getattr(model, "conv1", None)
     if conv1 is not None and getattr(conv1, "in_channels", None) not in (None, test_set.images.shape[1]):
         raise ValueError(f"{path}: the network takes images of {conv1.in_channels} channel(s), but {dataset}'s "
